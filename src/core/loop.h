@@ -1,0 +1,72 @@
+/* The event loop: epoll, edge-triggered for connections, one loop per worker
+ * (one thread). Timers are a min-heap keyed by pt_current_msec deadlines.
+ * Posted events run after the I/O batch of the same iteration.
+ *
+ * Contract for edge triggering: when an event fires, `ready` is set; the
+ * consumer reads/writes until EAGAIN and then clears `ready`. A connection is
+ * registered once (pt_loop_add_io) for both directions and never modified
+ * again with epoll_ctl while it lives. */
+#ifndef PT_LOOP_H
+#define PT_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pt_event_s pt_event_t;
+typedef void (*pt_event_cb)(pt_event_t *ev);
+
+struct pt_event_s {
+    pt_event_cb handler;
+    void       *data;          /* owner (connection, peer, ...) */
+    int64_t     timer_key;     /* deadline in pt_current_msec */
+    size_t      timer_index;   /* position in the heap; SIZE_MAX when not set */
+    pt_event_t *posted_next;
+    unsigned    ready:1;       /* I/O possible (set by the loop, cleared on EAGAIN) */
+    unsigned    eof:1;         /* peer closed (EPOLLRDHUP/EPOLLHUP) */
+    unsigned    error:1;       /* EPOLLERR */
+    unsigned    timedout:1;    /* set before handler when the timer fired */
+    unsigned    timer_set:1;
+    unsigned    posted:1;
+    unsigned    write:1;       /* this is the write event */
+    unsigned    active:1;      /* registered with epoll */
+};
+
+/* An fd with its two events; embed it in the owner (libuv style). The events'
+ * `data` fields are the owner's business. */
+typedef struct pt_io_s {
+    int        fd;
+    pt_event_t read;
+    pt_event_t write;
+} pt_io_t;
+
+/* max_events: epoll_wait batch size. Returns 0 or -1 (errno set). */
+int  pt_loop_init(int max_events);
+void pt_loop_done(void);
+
+/* Registers io->fd for EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET. Initialises the
+ * events' flags (not handler/data). Returns 0 or -1. */
+int  pt_loop_add_io(pt_io_t *io);
+/* Level-triggered EPOLLIN with EPOLLEXCLUSIVE (listening sockets). */
+int  pt_loop_add_listen(pt_io_t *io);
+/* Unregisters, deletes timers and posted entries of both events. Must be
+ * called before closing the fd. The io memory must stay valid until the end of
+ * the current iteration: free owners with pt_loop_defer_free(). Events already
+ * fetched for this io in the current batch are skipped. */
+int  pt_loop_del_io(pt_io_t *io);
+/* Runs fn(p) at the end of the current loop iteration. Returns 0 or -1. */
+int  pt_loop_defer_free(void (*fn)(void *), void *p);
+
+void pt_timer_add(pt_event_t *ev, int64_t msec);   /* (re)arms: fires after msec */
+void pt_timer_del(pt_event_t *ev);
+void pt_event_post(pt_event_t *ev);                /* run handler after this batch */
+void pt_event_unpost(pt_event_t *ev);
+
+/* One iteration: waits at most max_wait_ms (or until the nearest timer; -1 =
+ * no limit), updates the cached time, runs I/O handlers, expired timers and
+ * posted events, then deferred frees. Returns 0, or -1 on epoll failure other
+ * than EINTR. */
+int  pt_loop_once(int64_t max_wait_ms);
+/* Number of armed timers (graceful shutdown checks). */
+size_t pt_timer_count(void);
+
+#endif

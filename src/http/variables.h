@@ -1,0 +1,85 @@
+/* Variables and complex values. Every variable a config names is resolved at
+ * config time to an index; "$scheme://$host$request_uri" is compiled once into
+ * literal and variable segments and evaluated per request without re-parsing.
+ *
+ * Built-in variables are registered by the modules that own them
+ * (preconfiguration); prefix families ($http_*, $sent_http_*, $cookie_*,
+ * $arg_*, $upstream_http_*) are resolved by prefix. */
+#ifndef PT_HTTP_VARIABLES_H
+#define PT_HTTP_VARIABLES_H
+
+#include "../config/conf.h"
+#include "request.h"
+
+typedef struct {
+    pt_str_t value;
+    unsigned valid:1;        /* computed for this request */
+    unsigned not_found:1;    /* evaluates to "" and is "not set" for map/if */
+    unsigned no_cacheable:1; /* recompute on every read */
+} pt_http_var_value_t;
+
+typedef struct pt_http_var_s pt_http_var_t;
+/* Computes v for r; returns PT_OK or PT_ERROR (allocation failure). */
+typedef int (*pt_http_var_get_cb)(pt_http_request_t *r, pt_http_var_value_t *v, uintptr_t data);
+typedef void (*pt_http_var_set_cb)(pt_http_request_t *r, pt_http_var_value_t *v, uintptr_t data);
+
+#define PT_VAR_CHANGEABLE  0x01  /* `set` may assign it */
+#define PT_VAR_NOCACHEABLE 0x02
+#define PT_VAR_PREFIX      0x04  /* name is a prefix ("http_"): data gets the suffix index */
+#define PT_VAR_WEAK        0x08  /* `set` replaces the getter ($args style) */
+
+struct pt_http_var_s {
+    pt_str_t           name;
+    pt_http_var_get_cb get;
+    pt_http_var_set_cb set;
+    uintptr_t          data;
+    unsigned           flags;
+    unsigned           index;
+};
+
+/* Config time. add: defines a variable (module preconfiguration, map, set);
+ * returns the record or NULL ("duplicate" when not CHANGEABLE). index: returns
+ * the index a config refers to ($name), defining prefix-family members on
+ * demand; -1 with an error logged when the name is unknown at the end of
+ * configuration (checked by pt_http_variables_init). */
+pt_http_var_t *pt_http_var_add(pt_conf_t *cf, const pt_str_t *name, unsigned flags);
+int            pt_http_var_index(pt_conf_t *cf, const pt_str_t *name);
+/* Called at the end of http { }: checks every referenced name exists. */
+int            pt_http_variables_init(pt_conf_t *cf);
+
+/* Request time. Returns the value (never NULL except on allocation failure);
+ * not_found values have an empty string. */
+pt_http_var_value_t *pt_http_var_get(pt_http_request_t *r, unsigned index);
+pt_http_var_value_t *pt_http_var_get_by_name(pt_http_request_t *r, const pt_str_t *name);
+
+/* A compiled "complex value": literal text with $var, ${var} and $1..$9. */
+typedef struct {
+    pt_str_t  source;        /* as written */
+    void     *segments;      /* private */
+    unsigned  nsegments;
+    unsigned  is_literal:1;  /* no variables: source is the value */
+} pt_http_cv_t;
+
+/* Compiles src (a config token). Returns 0 or -1 with the error logged via
+ * pt_conf_error ("unknown \"foo\" variable"). */
+int pt_http_cv_compile(pt_conf_t *cf, const pt_str_t *src, pt_http_cv_t *cv);
+/* Evaluates into r->pool (or points at the literal). Returns 0 or -1. */
+int pt_http_cv_eval(pt_http_request_t *r, const pt_http_cv_t *cv, pt_str_t *out);
+
+/* Regexes (PCRE2, JIT when available), compiled at config time; named
+ * captures become variables. */
+typedef struct {
+    void     *code;          /* pcre2_code* */
+    unsigned  ncaptures;     /* capture groups */
+    pt_str_t  pattern;
+    int      *name_index;    /* variable index per named group, or NULL */
+} pt_http_regex_t;
+
+/* Compiles pattern (caseless when flag set). Returns 0 or -1 (logged with the
+ * PCRE2 message and offset, like nginx). */
+int pt_http_regex_compile(pt_conf_t *cf, pt_http_regex_t *re, const pt_str_t *pattern, int caseless);
+/* Matches s; on match stores captures in r (when r != NULL) and returns 1;
+ * 0 when no match; -1 on error. */
+int pt_http_regex_exec(pt_http_request_t *r, const pt_http_regex_t *re, const pt_str_t *s);
+
+#endif

@@ -1,0 +1,75 @@
+/* Connections (client and upstream side alike). A worker preallocates
+ * worker_connections records; pt_conn_get() takes one and pt_conn_close()
+ * returns it. An idle (keep-alive) connection is kept on a reusable list so
+ * that graceful shutdown can close it and, when records run out, the oldest
+ * idle one can be reclaimed (nginx's reusable connections). */
+#ifndef PT_CONN_H
+#define PT_CONN_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include "../core/log.h"
+#include "../core/loop.h"
+#include "../core/pool.h"
+#include "listen.h"
+
+struct pt_conn_s {
+    pt_io_t         io;            /* fd + read/write events (data = this conn) */
+    void           *data;          /* protocol object that owns the connection */
+    pt_pool_t      *pool;          /* small; created by the owner when needed */
+    pt_listening_t *listening;     /* NULL for upstream connections */
+    pt_sockaddr_t   sockaddr;      /* peer */
+    socklen_t       socklen;
+    pt_str_t        addr_text;     /* peer address without port, in pool */
+    pt_sockaddr_t   local_sockaddr;/* filled lazily by pt_conn_local_addr() */
+    socklen_t       local_socklen;
+    uint64_t        number;        /* $connection */
+    uint64_t        requests;      /* $connection_requests */
+    pt_log_t        log;           /* copy of the server log with connection id */
+    void           *ssl;           /* SSL* when TLS */
+    /* I/O: plain socket functions unless TLS replaces them. recv returns bytes,
+     * 0 on EOF, -1 on error, -2 (PT_IO_AGAIN) when it would block (and clears
+     * ev->ready). */
+    ssize_t       (*recv)(pt_conn_t *c, char *buf, size_t size);
+    ssize_t       (*send)(pt_conn_t *c, const char *buf, size_t size);
+    ssize_t       (*writev)(pt_conn_t *c, struct iovec *iov, int n);
+    pt_conn_t      *reusable_next, *reusable_prev;
+    unsigned        reusable:1;    /* on the idle list */
+    unsigned        close:1;       /* set by shutdown: owner should close at the next chance */
+    unsigned        destroyed:1;
+    unsigned        tcp_nodelay:1;
+    unsigned        unix_socket:1;
+    unsigned        upstream:1;
+};
+
+#define PT_IO_AGAIN (-2)
+
+/* Per worker: allocates the connection table. Returns 0 or -1. */
+int  pt_conn_table_init(unsigned n);
+/* Takes a record for fd (nonblocking already), registers it in the loop.
+ * NULL when none is free (after trying to reclaim an idle one) or on error. */
+pt_conn_t *pt_conn_get(int fd, pt_log_t *log);
+/* Unregisters, closes the fd, destroys the pool, returns the record. */
+void pt_conn_close(pt_conn_t *c);
+void pt_conn_reusable(pt_conn_t *c, int reusable);
+/* Sets `close` on every idle connection and posts its read event (graceful). */
+void pt_conn_close_idle(void);
+unsigned pt_conn_active_count(void);
+uint64_t pt_conn_next_number(void);
+/* Fills local_sockaddr once; returns 0 or -1. */
+int  pt_conn_local_addr(pt_conn_t *c);
+
+/* Plain socket I/O used by default. */
+ssize_t pt_conn_recv(pt_conn_t *c, char *buf, size_t size);
+ssize_t pt_conn_send(pt_conn_t *c, const char *buf, size_t size);
+ssize_t pt_conn_writev(pt_conn_t *c, struct iovec *iov, int n);
+
+/* Counters for stub_status (per worker; summed in shm by status later). */
+typedef struct {
+    uint64_t accepted, handled, requests;
+    unsigned active, reading, writing, waiting;
+} pt_conn_stats_t;
+extern pt_conn_stats_t pt_conn_stats;
+
+#endif

@@ -1,0 +1,71 @@
+/* Listening sockets. The config creates pt_listening_t records (one per
+ * distinct address); the master binds them before forking and keeps the fds
+ * of unchanged addresses across reloads. Workers accept on them. */
+#ifndef PT_LISTEN_H
+#define PT_LISTEN_H
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+#include "../core/array.h"
+#include "../core/log.h"
+#include "../core/loop.h"
+
+typedef struct pt_listening_s pt_listening_t;
+typedef struct pt_conn_s pt_conn_t;
+/* Takes over a freshly accepted connection (e.g. the HTTP module's). */
+typedef void (*pt_conn_handler_cb)(pt_conn_t *c);
+
+typedef union {
+    struct sockaddr         sa;
+    struct sockaddr_in      sin;
+    struct sockaddr_in6     sin6;
+    struct sockaddr_un      sun;
+    struct sockaddr_storage ss;
+} pt_sockaddr_t;
+
+struct pt_listening_s {
+    pt_sockaddr_t      addr;
+    socklen_t          socklen;
+    char               addr_text[128];  /* "127.0.0.1:8080", "[::1]:80", "unix:/p" */
+    int                fd;              /* -1 until bound */
+    int                backlog;         /* default 511 (nginx); -1 on Linux = somaxconn */
+    int                rcvbuf, sndbuf;  /* -1 unset */
+    unsigned           reuseport:1;
+    unsigned           ipv6only:1;      /* default on, as nginx */
+    unsigned           deferred:1;
+    unsigned           ssl:1;
+    unsigned           http2:1;
+    unsigned           inherited:1;     /* fd kept from the previous cycle */
+    pt_io_t            io;              /* per worker: registration in the loop */
+    pt_conn_handler_cb handler;         /* set by the protocol module */
+    void              *servers;         /* protocol module's per-address data */
+    pt_log_t          *log;
+};
+
+/* Parses "80", "8080", "127.0.0.1:80", "[::]:443", "*:80", "localhost:80"
+ * (resolved, first address), "unix:/path". Returns 0, or -1 with *err set to a
+ * short reason ("invalid port", "host not found"). */
+int pt_sockaddr_parse(const char *text, size_t len, int default_port,
+                      pt_sockaddr_t *out, socklen_t *outlen, const char **err);
+/* Formats an address; returns the length written (NUL-terminated). */
+size_t pt_sockaddr_text(const struct sockaddr *sa, socklen_t len, char *buf,
+                        size_t size, int with_port);
+int pt_sockaddr_eq(const struct sockaddr *a, socklen_t alen,
+                   const struct sockaddr *b, socklen_t blen);
+
+/* Opens, configures, binds and listens one socket (SO_REUSEADDR, REUSEPORT,
+ * IPV6_V6ONLY, nonblocking, close-on-exec). For unix: removes a stale socket
+ * file first. Returns 0 or -1 with the reason logged to log (emerg). */
+int pt_listening_open(pt_listening_t *ls, pt_log_t *log);
+void pt_listening_close(pt_listening_t *ls);
+
+/* In a worker: registers every listener in the loop; accept handler takes
+ * up to `multi` connections per wakeup, gets a pt_conn_t for each and calls
+ * ls->handler. Returns 0 or -1. */
+int  pt_listening_start(pt_array_t *listening /* of pt_listening_t */);
+/* Stops accepting (graceful shutdown): unregisters, does not close fds
+ * shared with the master. */
+void pt_listening_stop(pt_array_t *listening);
+
+#endif
