@@ -1,0 +1,100 @@
+/* HTTP/1.x message parsing: request heads, response heads, chunked bodies and
+ * URI normalisation. The parsers neither allocate nor copy: results point into
+ * the caller's buffer. Like picohttpparser, a head parser is called again with
+ * the whole (grown) buffer when it returned PT_H1_AGAIN.
+ *
+ * Strict by design (a proxy must never guess): bare CR, obs-fold, control
+ * bytes, whitespace before ':' or in names, NUL anywhere, a bad HTTP version
+ * are errors. */
+#ifndef PT_H1_PARSE_H
+#define PT_H1_PARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../core/str.h"
+
+#define PT_H1_OK      0
+#define PT_H1_ERROR  -1
+#define PT_H1_AGAIN  -2
+#define PT_H1_DONE   -3
+
+typedef struct {
+    pt_str_t name;
+    pt_str_t value;          /* leading/trailing SP/HTAB trimmed */
+    unsigned invalid_name:1; /* name has bytes nginx treats as invalid (e.g. '_'
+                              * when underscores are not allowed, '.'): the
+                              * caller ignores (logs) such headers */
+} pt_h1_header_t;
+
+typedef struct {
+    pt_str_t  method;
+    pt_str_t  target;        /* request-target as sent */
+    pt_str_t  protocol;      /* "HTTP/1.1"; empty for HTTP/0.9 (rejected) */
+    unsigned  version;       /* 10 or 11 */
+    /* absolute-form targets ("http://host:port/path?q") are split: */
+    pt_str_t  schema;        /* "http" (empty for origin-form) */
+    pt_str_t  host;          /* host[:port] (empty for origin-form) */
+    pt_str_t  path;          /* "/path?q" part (origin-form: == target) */
+    pt_h1_header_t *headers; /* caller's array */
+    size_t    nheaders;      /* in: capacity; out: count */
+    size_t    request_line_len; /* bytes of the request line without CRLF */
+} pt_h1_request_t;
+
+typedef struct {
+    unsigned  version;       /* 10 or 11 */
+    int       status;        /* 100..999 */
+    pt_str_t  reason;
+    pt_h1_header_t *headers;
+    size_t    nheaders;      /* in: capacity; out: count */
+} pt_h1_response_t;
+
+/* Parses a request head in buf[0, len). Empty lines before the request line
+ * are skipped (RFC 9112 §2.2). Returns the number of bytes of the head
+ * (through the final CRLF CRLF), PT_H1_AGAIN when incomplete, or PT_H1_ERROR
+ * with *status set: 400 (malformed), 414 (request line longer than
+ * max_line), 400 (too many headers / header line longer than max_line), 501
+ * (unknown transfer method syntax is still 400; 501 is for the caller), 505
+ * (HTTP/2+ or major version > 1 on this parser).
+ * allow_underscores: '_' in names is valid (underscores_in_headers on). */
+int pt_h1_parse_request(const char *buf, size_t len, pt_h1_request_t *req,
+                        size_t max_line, int allow_underscores, int *status);
+
+/* Parses a response head. Returns bytes of the head, PT_H1_AGAIN or
+ * PT_H1_ERROR (malformed: the proxy answers 502). */
+int pt_h1_parse_response(const char *buf, size_t len, pt_h1_response_t *res);
+
+/* Method token to PT_HTTP_* bit (request.h); PT_HTTP_UNKNOWN for other valid tokens. */
+unsigned pt_h1_method_id(const pt_str_t *method);
+
+/* Normalises the path part of a request target into out (capacity >=
+ * path->len): percent-decoding (except that an encoded '/' stays decoded as in
+ * nginx), merging slashes when merge_slashes, resolving "." and ".." segments
+ * (a ".." above the root is an error), splitting off "?args" (args point into
+ * the ORIGINAL input, undecoded) and the extension of the last segment.
+ * Returns 0, or -1 (400) on a bad escape, NUL byte, or escape above root. */
+int pt_h1_normalize_uri(const pt_str_t *target, char *out, pt_str_t *uri,
+                        pt_str_t *args, pt_str_t *exten, int merge_slashes);
+
+/* Incremental chunked-body decoder. Init with memset 0. */
+typedef struct {
+    int      state;
+    int64_t  size;           /* bytes left in the current chunk */
+    size_t   ext_len;        /* chunk-extension bytes seen (bounded) */
+    size_t   trailer_len;    /* trailer bytes seen (bounded) */
+    int64_t  body_size;      /* data bytes decoded so far */
+} pt_h1_chunked_t;
+
+/* Decodes from buf[0, len): sets *consumed (input bytes used) and, when data is
+ * available, *data / *data_len to a slice of buf (never more than one chunk's
+ * worth per call). Returns PT_H1_OK (a data slice or framing consumed; call
+ * again with the rest), PT_H1_AGAIN (all input consumed, need more), PT_H1_DONE
+ * (last chunk and trailers consumed; *consumed bytes used), PT_H1_ERROR (bad
+ * size, bad CRLF, oversized extension or trailers, size overflow). */
+int pt_h1_parse_chunked(pt_h1_chunked_t *ctx, const char *buf, size_t len,
+                        size_t *consumed, const char **data, size_t *data_len);
+
+/* Validation helpers shared with HTTP/2 and proxy code. */
+int pt_h1_is_token(const char *p, size_t len);          /* RFC 9110 token */
+int pt_h1_is_field_value(const char *p, size_t len);    /* no CTL except HTAB, no NUL/CR/LF */
+
+#endif
