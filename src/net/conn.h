@@ -65,6 +65,10 @@ ssize_t pt_conn_recv(pt_conn_t *c, char *buf, size_t size);
 ssize_t pt_conn_send(pt_conn_t *c, const char *buf, size_t size);
 ssize_t pt_conn_writev(pt_conn_t *c, struct iovec *iov, int n);
 
+/* Set in a worker when a graceful shutdown starts: protocols stop keep-alive
+ * and close idle connections. */
+extern int pt_conn_shutting_down;
+
 /* Counters for stub_status (per worker; summed in shm by status later). */
 typedef struct {
     uint64_t accepted, handled, requests;

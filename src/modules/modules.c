@@ -1,0 +1,16 @@
+/* The one ordered list of modules. Its order is the order of configuration
+ * hooks, of phase handlers within a phase, of filters (later modules' filters
+ * run first, as nginx), and of the `-V` module list. Adding a feature = one
+ * file and one line here. */
+#include <stddef.h>
+#include "modules.h"
+
+extern pt_module_t pt_core_module;        /* src/process/core_module.c: main + events */
+extern pt_module_t pt_http_core_module;   /* src/http/http_core.c */
+
+pt_module_t *pt_modules[] = {
+    &pt_core_module,
+    &pt_http_core_module,
+};
+
+const size_t pt_modules_n = sizeof(pt_modules) / sizeof(pt_modules[0]);
