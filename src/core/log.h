@@ -48,6 +48,11 @@ struct pt_log_s {
 /* The process-wide fallback log (stderr until a config names a file). */
 extern pt_log_t *pt_log_default;
 extern int       pt_log_worker_id;   /* printed after the pid: "1234#<id>" */
+/* While set (startup, -t), a message of level warn or more serious that no
+ * target wrote to stderr is also printed there as "portico: [level] msg",
+ * like nginx. The process layer clears it once the server runs (after the
+ * daemon fork / stderr redirect). Default 1. */
+extern int       pt_log_use_stderr;
 
 void pt_log_error(int level, pt_log_t *log, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
