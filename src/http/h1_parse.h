@@ -36,8 +36,13 @@ typedef struct {
     pt_str_t  host;          /* host[:port] (empty for origin-form) */
     pt_str_t  path;          /* "/path?q" part (origin-form: == target) */
     pt_h1_header_t *headers; /* caller's array */
-    size_t    nheaders;      /* in: capacity; out: count */
+    size_t    nheaders;      /* in: capacity; out: count (written only when
+                              * the head is complete, so a caller may call
+                              * again after PT_H1_AGAIN without resetting) */
     size_t    request_line_len; /* bytes of the request line without CRLF */
+    unsigned  too_large:1;   /* with PT_H1_ERROR/400: a header line longer
+                              * than max_line or more headers than capacity
+                              * ("Request Header Or Cookie Too Large") */
 } pt_h1_request_t;
 
 typedef struct {
@@ -45,7 +50,7 @@ typedef struct {
     int       status;        /* 100..999 */
     pt_str_t  reason;
     pt_h1_header_t *headers;
-    size_t    nheaders;      /* in: capacity; out: count */
+    size_t    nheaders;      /* in: capacity; out: count (only on success) */
 } pt_h1_response_t;
 
 /* Parses a request head in buf[0, len). Empty lines before the request line
@@ -82,6 +87,7 @@ typedef struct {
     size_t   ext_len;        /* chunk-extension bytes seen (bounded) */
     size_t   trailer_len;    /* trailer bytes seen (bounded) */
     int64_t  body_size;      /* data bytes decoded so far */
+    unsigned size_digits;    /* hex digits of the current chunk-size line */
 } pt_h1_chunked_t;
 
 /* Decodes from buf[0, len): sets *consumed (input bytes used) and, when data is
