@@ -104,9 +104,15 @@ struct pt_conf_s {
     pt_cycle_t        *cycle;
     pt_pool_t         *pool;        /* = cycle->pool: lives as long as the config */
     pt_pool_t         *temp_pool;   /* freed after parsing */
-    pt_array_t        *args;        /* pt_str_t tokens of the current directive; [0] = name */
-    const char        *file;        /* current file (absolute path) */
-    unsigned           line;        /* line of the current directive's first token */
+    pt_array_t        *args;        /* pt_str_t tokens of the current directive; [0] = name.
+                                     * Each token is NUL-terminated and lives in cf->pool, so a
+                                     * setter may keep it without copying. A block setter that
+                                     * calls pt_conf_parse_block() must read its own arguments
+                                     * first: the block's directives reuse this array. */
+    pt_array_t        *arg_lines;   /* unsigned: line each token of args started on */
+    const char        *file;        /* current file (absolute path); NULL outside parsing */
+    unsigned           line;        /* line where the current directive ended (its ";" or
+                                     * "{"), which is the line nginx reports in messages */
     unsigned           ctx;         /* current PT_CTX_* */
     pt_http_conf_ctx_t *http_ctx;   /* current http/server/location confs */
     void              *block_data;  /* PT_CONF_BLOCK_DATA target */
@@ -116,6 +122,7 @@ struct pt_conf_s {
     unsigned           depth;       /* include nesting (limit 64) */
     /* args[i] carries variables ('$' seen outside single quotes)? bit i */
     uint64_t           args_have_vars;
+    struct pt_conf_src_s *_src;     /* private to the parser: the text being read */
 };
 
 /* Parses a whole file at the current context. Returns PT_CONF_OK or
@@ -125,10 +132,17 @@ const char *pt_conf_parse_file(pt_conf_t *cf, const char *path);
  * The caller sets cf->ctx / http_ctx / block_data / handler first and restores
  * them afterwards. */
 const char *pt_conf_parse_block(pt_conf_t *cf);
-/* Parses directives from a string (for -g). */
+/* Parses directives from a string at the current context.
+ * name == NULL: -g mode, as nginx's command line parameters: messages end with
+ *   "in command line", block directives are refused, nothing is dumped.
+ * name != NULL: the text is treated as the file `name` (built-in default
+ *   configuration): messages say "in NAME:LINE", -T dumps it. */
 const char *pt_conf_parse_string(pt_conf_t *cf, const char *text, const char *name);
 
-/* Logs "[level] message in FILE:LINE" for the current directive. */
+/* Logs "[level] message in FILE:LINE" for the current directive (err != 0
+ * adds " (err: description)" before " in"); "in command line" for -g text, no
+ * location at all when called outside parsing (cf->file == NULL). Goes to
+ * cf->log, which echoes warn and worse to stderr as "portico: [emerg] ...". */
 void pt_conf_error(pt_conf_t *cf, int level, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -172,6 +186,22 @@ const char *pt_conf_set_path(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
  * effect in Portico. */
 const char *pt_conf_set_ignored(pt_conf_t *cf, const pt_command_t *cmd, void *conf);
 
+/* cmd->post of num, size, msec and sec setters may point to bounds checked
+ * after parsing: "value must be between MIN and MAX" (max < 0: no upper bound,
+ * "value must be equal to or greater than MIN"). */
+typedef struct {
+    int64_t min;
+    int64_t max;
+} pt_conf_bounds_t;
+
+/* Parses the current directive as `error_log FILE [LEVEL...]` (FILE may be
+ * "stderr"; relative paths resolve against the prefix; level defaults to
+ * "error"), opens the file in cf->cycle->open_files and appends a target to
+ * the chain *head. A NULL *head gets a new target; a head whose level is 0
+ * (a zeroed placeholder such as cycle->new_log) is filled in place. Returns
+ * PT_CONF_OK or PT_CONF_ERROR (logged). */
+const char *pt_conf_set_error_log(pt_conf_t *cf, pt_log_t **head);
+
 /* "Not set yet" markers; merge with one default (nginx style). */
 #define PT_CONF_UNSET       (-1)
 #define PT_CONF_UNSET_UINT  ((unsigned) -1)
@@ -189,7 +219,9 @@ const char *pt_conf_set_ignored(pt_conf_t *cf, const pt_command_t *cmd, void *co
 #define pt_conf_merge_str(v, p, d) \
     do { if ((v).data == NULL) { if ((p).data) (v) = (p); else { (v).len = sizeof(d) - 1; (v).data = (char *) (d); } } } while (0)
 
-/* Module registry: main.c hands the ordered list to the cycle. */
+/* Module registry: main.c hands the ordered list to the cycle. Sets each
+ * module's index and builds the directive lookup table for that list (the
+ * parser rebuilds it by itself if it meets a different cycle->modules). */
 void pt_modules_init(pt_module_t **modules, size_t n);
 
 #endif

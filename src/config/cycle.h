@@ -32,12 +32,23 @@ struct pt_cycle_s {
     pt_cycle_t      *old_cycle;      /* during reload */
     unsigned         test_only:1;    /* -t / -T */
     unsigned         quiet:1;        /* -q */
+    unsigned         builtin_conf:1; /* parsing the compiled-in default config: a
+                                      * missing "mime.types" include falls back to
+                                      * the compiled-in pt_default_mime_types */
+    unsigned         dump_config:1;  /* -T: record every parsed file in config_dump */
 };
 
+/* One parsed file for -T (each file once, in the order first parsed). */
 typedef struct {
     pt_str_t name;
     pt_str_t text;
 } pt_conf_dump_t;
+
+/* The compiled-in texts (build/gen/, from conf/). */
+extern const char   pt_default_conf[];
+extern const size_t pt_default_conf_len;
+extern const char   pt_default_mime_types[];
+extern const size_t pt_default_mime_types_len;
 
 /* The main-context core configuration (worker_processes, pid, ...), owned by
  * the process layer's core module but read everywhere. */
