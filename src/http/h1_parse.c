@@ -568,15 +568,400 @@ int pt_h1_parse_response(const char *buf, size_t len, pt_h1_response_t *res)
     return (int) (p - buf);
 }
 
-/* TEMPORARY stubs, replaced in the next commit. */
+/* ------------------------------------------------------------------------ */
+/* URI normalisation                                                         */
+
+static const signed char hexval[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7,
+    ['7'] = 8, ['8'] = 9, ['9'] = 10,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+    ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};  /* value + 1; 0 = not a hex digit */
+
+/* Closes the segment out[*seg, *u) at a '/' or at the end of the path:
+ * "." disappears, ".." also takes the segment before it. The '/' before the
+ * segment stays, so "/a/b/.." is "/a/". Returns -1 for a ".." at the root. */
+static inline int close_segment(char *out, char **u, char **seg)
+{
+    size_t n = (size_t) (*u - *seg);
+
+    if (n == 1 && (*seg)[0] == '.') {
+        *u = *seg;
+        return 1;
+    }
+    if (n == 2 && (*seg)[0] == '.' && (*seg)[1] == '.') {
+        char *s = *seg - 1;      /* the '/' before ".." */
+        if (s == out)
+            return -1;
+        do
+            s--;
+        while (*s != '/');       /* out[0] is '/', so this stops */
+        *u = *seg = s + 1;
+        return 1;
+    }
+    return 0;
+}
+
 int pt_h1_normalize_uri(const pt_str_t *target, char *out, pt_str_t *uri,
                         pt_str_t *args, pt_str_t *exten, int merge_slashes)
 {
-    return -1;
+    const char *p = target->data, *end = p + target->len, *q;
+    char *u = out, *seg, *dot;
+    int rc;
+
+    /* args: everything after the first '?', undecoded */
+    q = target->len ? memchr(p, '?', target->len) : NULL;
+    if (q) {
+        args->data = (char *) q + 1;
+        args->len = (size_t) (end - q - 1);
+        end = q;
+    } else {
+        args->data = NULL;
+        args->len = 0;
+    }
+    /* a fragment never reaches the path */
+    q = end > p ? memchr(p, '#', (size_t) (end - p)) : NULL;
+    if (q)
+        end = q;
+
+    if (p == end || *p != '/')
+        return -1;
+    *u++ = '/';
+    seg = u;
+    p++;
+
+    while (p < end) {
+        unsigned char c = (unsigned char) *p++;
+
+        if (c == '%') {
+            int hi, lo;
+            if (end - p < 2)
+                return -1;
+            hi = hexval[(unsigned char) p[0]];
+            lo = hexval[(unsigned char) p[1]];
+            if (!hi || !lo)
+                return -1;
+            c = (unsigned char) (((hi - 1) << 4) | (lo - 1));
+            p += 2;
+            /* A decoded '/' or '.' counts as a separator or dot, exactly as
+             * if sent plain: "/a/..%2f" must not escape a location. Every
+             * other decoded byte is plain data ("%3F" is a '?' in the path,
+             * "%25" is a '%' that is not decoded again). */
+        }
+        if (unlikely(c == '\0'))
+            return -1;
+        if (c != '/') {
+            *u++ = (char) c;
+            continue;
+        }
+        rc = close_segment(out, &u, &seg);
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            continue;            /* the '/' before the segment is reused */
+        if (merge_slashes && u[-1] == '/')
+            continue;
+        *u++ = '/';
+        seg = u;
+    }
+    if (close_segment(out, &u, &seg) < 0)
+        return -1;
+
+    uri->data = out;
+    uri->len = (size_t) (u - out);
+
+    /* extension: after the last '.' of the last segment, if that '.' has a
+     * byte other than '.' before it in the segment (".htaccess" has none) */
+    exten->data = NULL;
+    exten->len = 0;
+    for (dot = u; dot > seg && dot[-1] != '.'; dot--)
+        ;
+    if (dot > seg) {
+        const char *b;
+        for (b = seg; b < dot - 1 && *b == '.'; b++)
+            ;
+        if (b < dot - 1) {
+            exten->data = dot;
+            exten->len = (size_t) (u - dot);
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Chunked transfer coding (RFC 9112 §7.1)                                   */
+
+enum {
+    CH_SIZE_START = 0,   /* first hex digit of chunk-size */
+    CH_SIZE,             /* more hex digits */
+    CH_EXT_BWS,          /* after size or an extension: BWS, ';' or line end */
+    CH_EXT_NAME_START,   /* after ';': BWS, then a token */
+    CH_EXT_NAME,
+    CH_EXT_AFTER_NAME,   /* BWS, then '=', ';' or line end */
+    CH_EXT_VAL_START,    /* after '=': BWS, then token or quoted-string */
+    CH_EXT_VAL_TOKEN,
+    CH_EXT_QUOTED,
+    CH_EXT_QUOTED_ESC,
+    CH_SIZE_LF,          /* CR seen at the end of the size line */
+    CH_DATA,
+    CH_DATA_CR,          /* CRLF (or LF) after chunk-data */
+    CH_DATA_LF,
+    CH_TRAILER_START,    /* start of a trailer line or the final empty line */
+    CH_TRAILER_NAME,
+    CH_TRAILER_VALUE,
+    CH_TRAILER_LF,
+    CH_END_LF,           /* CR of the final empty line seen */
+    CH_DONE,
+    CH_ERROR
+};
+
+/* qdtext and quoted-pair bytes (RFC 9110 §5.6.4): HTAB, SP, VCHAR except
+ * '"' and '\' (which the state machine handles), obs-text */
+static inline int is_qdtext(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
 
 int pt_h1_parse_chunked(pt_h1_chunked_t *ctx, const char *buf, size_t len,
                         size_t *consumed, const char **data, size_t *data_len)
 {
+    const char *p = buf, *end = buf + len;
+    int state = ctx->state;
+
+    *data = NULL;
+    *data_len = 0;
+
+    if (state == CH_DONE) {
+        *consumed = 0;
+        return PT_H1_DONE;
+    }
+    if (state == CH_ERROR)
+        goto error;
+
+    while (p < end) {
+        unsigned char c;
+
+        if (state == CH_DATA) {
+            size_t n = (size_t) (end - p);
+            if ((uint64_t) n > (uint64_t) ctx->size)
+                n = (size_t) ctx->size;
+            *data = p;
+            *data_len = n;
+            ctx->size -= (int64_t) n;
+            ctx->body_size += (int64_t) n;
+            if (ctx->size == 0)
+                state = CH_DATA_CR;
+            p += n;
+            ctx->state = state;
+            *consumed = (size_t) (p - buf);
+            return PT_H1_OK;
+        }
+
+        c = (unsigned char) *p++;
+
+        if (state >= CH_EXT_BWS && state <= CH_SIZE_LF) {
+            if (++ctx->ext_len > MAX_CHUNK_EXT)
+                goto error;
+        } else if (state >= CH_TRAILER_START && state <= CH_END_LF) {
+            if (++ctx->trailer_len > MAX_TRAILERS)
+                goto error;
+        }
+
+        switch (state) {
+        case CH_SIZE_START:
+        case CH_SIZE: {
+            int d = hexval[c];
+            if (d) {
+                if (++ctx->size_digits > MAX_SIZE_DIGITS
+                    || ctx->size > (INT64_MAX >> 4))
+                    goto error;
+                ctx->size = (ctx->size << 4) | (d - 1);
+                state = CH_SIZE;
+                break;
+            }
+            if (state == CH_SIZE_START)
+                goto error;
+            /* the first byte after the digits counts as extension space */
+            if (++ctx->ext_len > MAX_CHUNK_EXT)
+                goto error;
+            if (c == ' ' || c == '\t')
+                state = CH_EXT_BWS;
+            else if (c == ';')
+                state = CH_EXT_NAME_START;
+            else if (c == '\r')
+                state = CH_SIZE_LF;
+            else if (c == '\n')
+                goto size_line_done;
+            else
+                goto error;
+            break;
+        }
+
+        case CH_EXT_BWS:
+            if (c == ' ' || c == '\t')
+                break;
+            if (c == ';')
+                state = CH_EXT_NAME_START;
+            else if (c == '\r')
+                state = CH_SIZE_LF;
+            else if (c == '\n')
+                goto size_line_done;
+            else
+                goto error;
+            break;
+
+        case CH_EXT_NAME_START:
+            if (c == ' ' || c == '\t')
+                break;
+            if (!tchar[c])
+                goto error;
+            state = CH_EXT_NAME;
+            break;
+
+        case CH_EXT_NAME:
+            if (tchar[c])
+                break;
+            /* fall through */
+        case CH_EXT_AFTER_NAME:
+            if (c == ' ' || c == '\t')
+                state = CH_EXT_AFTER_NAME;
+            else if (c == '=')
+                state = CH_EXT_VAL_START;
+            else if (c == ';')
+                state = CH_EXT_NAME_START;
+            else if (c == '\r')
+                state = CH_SIZE_LF;
+            else if (c == '\n')
+                goto size_line_done;
+            else
+                goto error;
+            break;
+
+        case CH_EXT_VAL_START:
+            if (c == ' ' || c == '\t')
+                break;
+            if (c == '"')
+                state = CH_EXT_QUOTED;
+            else if (tchar[c])
+                state = CH_EXT_VAL_TOKEN;
+            else
+                goto error;
+            break;
+
+        case CH_EXT_VAL_TOKEN:
+            if (tchar[c])
+                break;
+            if (c == ' ' || c == '\t')
+                state = CH_EXT_BWS;
+            else if (c == ';')
+                state = CH_EXT_NAME_START;
+            else if (c == '\r')
+                state = CH_SIZE_LF;
+            else if (c == '\n')
+                goto size_line_done;
+            else
+                goto error;
+            break;
+
+        case CH_EXT_QUOTED:
+            if (c == '"')
+                state = CH_EXT_BWS;
+            else if (c == '\\')
+                state = CH_EXT_QUOTED_ESC;
+            else if (!is_qdtext(c))
+                goto error;
+            break;
+
+        case CH_EXT_QUOTED_ESC:
+            if (!is_qdtext(c))
+                goto error;
+            state = CH_EXT_QUOTED;
+            break;
+
+        case CH_SIZE_LF:
+            if (c != '\n')
+                goto error;
+        size_line_done:
+            ctx->size_digits = 0;
+            if (ctx->size == 0) {
+                state = CH_TRAILER_START;
+                break;
+            }
+            if (ctx->size > INT64_MAX - ctx->body_size)
+                goto error;
+            state = CH_DATA;
+            break;
+
+        case CH_DATA_CR:
+            if (c == '\r')
+                state = CH_DATA_LF;
+            else if (c == '\n')
+                state = CH_SIZE_START;
+            else
+                goto error;
+            break;
+
+        case CH_DATA_LF:
+            if (c != '\n')
+                goto error;
+            state = CH_SIZE_START;
+            break;
+
+        case CH_TRAILER_START:
+            if (c == '\r') {
+                state = CH_END_LF;
+            } else if (c == '\n') {
+                goto done;
+            } else if (tchar[c]) {
+                state = CH_TRAILER_NAME;
+            } else {
+                goto error;      /* obs-fold, whitespace, junk */
+            }
+            break;
+
+        case CH_TRAILER_NAME:
+            if (c == ':')
+                state = CH_TRAILER_VALUE;
+            else if (!tchar[c])
+                goto error;
+            break;
+
+        case CH_TRAILER_VALUE:
+            if (c == '\r')
+                state = CH_TRAILER_LF;
+            else if (c == '\n')
+                state = CH_TRAILER_START;
+            else if (c < 0x20 ? c != '\t' : c == 0x7f)
+                goto error;
+            break;
+
+        case CH_TRAILER_LF:
+            if (c != '\n')
+                goto error;
+            state = CH_TRAILER_START;
+            break;
+
+        case CH_END_LF:
+            if (c != '\n')
+                goto error;
+            goto done;
+
+        default:
+            goto error;
+        }
+    }
+
+    ctx->state = state;
+    *consumed = len;
+    return PT_H1_AGAIN;
+
+done:
+    ctx->state = CH_DONE;
+    *consumed = (size_t) (p - buf);
+    return PT_H1_DONE;
+
+error:
+    ctx->state = CH_ERROR;
+    *consumed = (size_t) (p - buf);
     return PT_H1_ERROR;
 }
