@@ -51,10 +51,22 @@ int  pt_loop_add_listen(pt_io_t *io);
 /* Unregisters, deletes timers and posted entries of both events. Must be
  * called before closing the fd. The io memory must stay valid until the end of
  * the current iteration: free owners with pt_loop_defer_free(). Events already
- * fetched for this io in the current batch are skipped. */
+ * fetched for this io in the current batch are skipped (even if the owner
+ * reuses the io for a new fd at once). io->fd is left alone for the caller to
+ * close. Returns 0, or -1 if epoll_ctl failed (bookkeeping is done anyway). */
 int  pt_loop_del_io(pt_io_t *io);
+/* pt_loop_del_io() + close(io->fd) in one system call (close removes the fd
+ * from epoll), then io->fd = -1. Only for fds never duplicated into another
+ * process or descriptor (accepted and connected sockets in a worker); use
+ * del_io + close for anything else. Returns close()'s result. */
+int  pt_loop_close_io(pt_io_t *io);
 /* Runs fn(p) at the end of the current loop iteration. Returns 0 or -1. */
 int  pt_loop_defer_free(void (*fn)(void *), void *p);
+
+/* A re-arm that moves an armed timer's deadline by less than this keeps the
+ * current deadline (no heap work): timers may fire up to this much early or
+ * late when re-armed, never otherwise. */
+#define PT_TIMER_LAZY_MS 5
 
 void pt_timer_add(pt_event_t *ev, int64_t msec);   /* (re)arms: fires after msec */
 void pt_timer_del(pt_event_t *ev);
