@@ -12,7 +12,7 @@ typedef struct pt_buf_s pt_buf_t;
 typedef void (*pt_buf_free_cb)(pt_buf_t *b);
 
 struct pt_buf_s {
-    char     *start, *end;    /* storage (NULL for a reference-only buffer) */
+    char     *start, *end;    /* storage; for a reference buffer the referenced bytes */
     char     *pos, *last;     /* unread data: [pos, last) */
     pt_buf_t *next;           /* chain link */
     void     *tag;            /* owner, so a producer can recognise its own buffers */
@@ -30,7 +30,9 @@ pt_buf_t *pt_buf_get(size_t size);
 void      pt_buf_put(pt_buf_t *b);
 /* Returns every buffer of a chain. */
 void      pt_buf_put_chain(pt_buf_t *chain);
-/* A zero-storage buffer header pointing at [p, p+len) (ref = 1). */
+/* A zero-storage buffer header pointing at [p, p+len) (ref = 1):
+ * start = pos = p, last = end = p + len (room 0). pt_buf_put() frees only the
+ * header; the bytes must outlive the buffer. NULL on allocation failure. */
 pt_buf_t *pt_buf_ref(const char *p, size_t len);
 
 static inline size_t pt_buf_size(const pt_buf_t *b) { return (size_t) (b->last - b->pos); }
