@@ -20,7 +20,7 @@
 #endif
 
 #define MAX_EMPTY_LINES 8        /* CRLFs tolerated before a request line */
-#define MAX_CHUNK_EXT   4096     /* chunk-extension bytes per message */
+#define MAX_CHUNK_EXT   4096     /* chunk-extension bytes per size line */
 #define MAX_TRAILERS    8192     /* trailer-section bytes per message */
 #define MAX_SIZE_DIGITS 16
 
@@ -759,8 +759,10 @@ int pt_h1_parse_chunked(pt_h1_chunked_t *ctx, const char *buf, size_t len,
 
         c = (unsigned char) *p++;
 
-        if (state >= CH_EXT_BWS && state <= CH_SIZE_LF) {
-            if (++ctx->ext_len > MAX_CHUNK_EXT)
+        /* extension bytes (BWS included, the line end not) are bounded per
+         * chunk-size line; trailer bytes per message */
+        if (state >= CH_EXT_BWS && state <= CH_EXT_QUOTED_ESC) {
+            if (c != '\r' && c != '\n' && ++ctx->ext_len > MAX_CHUNK_EXT)
                 goto error;
         } else if (state >= CH_TRAILER_START && state <= CH_END_LF) {
             if (++ctx->trailer_len > MAX_TRAILERS)
@@ -781,9 +783,7 @@ int pt_h1_parse_chunked(pt_h1_chunked_t *ctx, const char *buf, size_t len,
             }
             if (state == CH_SIZE_START)
                 goto error;
-            /* the first byte after the digits counts as extension space */
-            if (++ctx->ext_len > MAX_CHUNK_EXT)
-                goto error;
+            ctx->ext_len = 1;    /* the byte after the digits, if ext */
             if (c == ' ' || c == '\t')
                 state = CH_EXT_BWS;
             else if (c == ';')
@@ -883,6 +883,7 @@ int pt_h1_parse_chunked(pt_h1_chunked_t *ctx, const char *buf, size_t len,
                 goto error;
         size_line_done:
             ctx->size_digits = 0;
+            ctx->ext_len = 0;
             if (ctx->size == 0) {
                 state = CH_TRAILER_START;
                 break;

@@ -84,8 +84,8 @@ int pt_h1_normalize_uri(const pt_str_t *target, char *out, pt_str_t *uri,
 typedef struct {
     int      state;
     int64_t  size;           /* bytes left in the current chunk */
-    size_t   ext_len;        /* chunk-extension bytes seen (bounded) */
-    size_t   trailer_len;    /* trailer bytes seen (bounded) */
+    size_t   ext_len;        /* extension bytes on this size line (<= 4096) */
+    size_t   trailer_len;    /* trailer-section bytes seen (<= 8192) */
     int64_t  body_size;      /* data bytes decoded so far */
     unsigned size_digits;    /* hex digits of the current chunk-size line */
 } pt_h1_chunked_t;
