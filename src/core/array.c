@@ -8,6 +8,10 @@ int pt_array_init(pt_array_t *a, pt_pool_t *pool, size_t n, size_t size)
 {
     if (n == 0)
         n = 1;
+    if (size == 0 || n > SIZE_MAX / size) {
+        a->elts = NULL;
+        return -1;
+    }
     a->nelts = 0;
     a->size = size;
     a->nalloc = n;
@@ -26,8 +30,10 @@ pt_array_t *pt_array_create(pt_pool_t *pool, size_t n, size_t size)
 
 void *pt_array_push_n(pt_array_t *a, size_t n)
 {
+    if (n > SIZE_MAX - a->nelts)
+        return NULL;
     if (a->nelts + n > a->nalloc) {
-        size_t want = a->nalloc * 2;
+        size_t want = a->nalloc <= SIZE_MAX / 2 ? a->nalloc * 2 : SIZE_MAX;
         if (want < a->nelts + n)
             want = a->nelts + n;
         if (want > SIZE_MAX / a->size)

@@ -75,10 +75,14 @@ pt_pool_t *pt_pool_create(size_t block_size)
 
 static void run_cleanups(pt_pool_t *pool)
 {
-    pt_pool_cleanup_t *c = pool->cleanups;
-    pool->cleanups = NULL;
-    for (; c; c = c->next)
-        c->fn(c->data);
+    /* a cleanup may register another one (closing a stream that owns a
+     * sub-object): keep going until none is left */
+    pt_pool_cleanup_t *c;
+    while ((c = pool->cleanups) != NULL) {
+        pool->cleanups = NULL;
+        for (; c; c = c->next)
+            c->fn(c->data);
+    }
 }
 
 static void free_large(pt_pool_t *pool)
@@ -144,10 +148,12 @@ static void *alloc_small(pt_pool_t *pool, size_t size, int align)
 {
     pt_pool_block_t *b;
     for (b = pool->current; b; b = b->next) {
-        char *m = b->last;
+        uintptr_t m0 = (uintptr_t) b->last;
         if (align)
-            m = (char *) (((uintptr_t) m + PT_POOL_ALIGN - 1) & ~(uintptr_t) (PT_POOL_ALIGN - 1));
-        if ((size_t) (b->end - m) >= size && m <= b->end) {
+            m0 = (m0 + PT_POOL_ALIGN - 1) & ~(uintptr_t) (PT_POOL_ALIGN - 1);
+        /* compare as integers: an aligned m0 may lie past the end */
+        if (m0 <= (uintptr_t) b->end && (uintptr_t) b->end - m0 >= size) {
+            char *m = (char *) m0;
             b->last = m + size;
             return m;
         }

@@ -26,7 +26,8 @@ static inline int pt_str_eq(const pt_str_t *a, const pt_str_t *b)
 static inline int pt_str_eq_lit(const pt_str_t *a, const char *lit)
 {
     size_t n = strlen(lit);
-    return a->len == n && memcmp(a->data, lit, n) == 0;
+    /* n == 0 first: data may be NULL, and memcmp(NULL, .., 0) is undefined */
+    return a->len == n && (n == 0 || memcmp(a->data, lit, n) == 0);
 }
 
 static inline unsigned char pt_tolower(unsigned char c)
