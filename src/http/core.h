@@ -104,6 +104,7 @@ typedef struct {
     int64_t     variables_hash_max_size, variables_hash_bucket_size;     /* 1024, 64 */
     int64_t     server_names_hash_max_size, server_names_hash_bucket_size; /* 512, 32|64 */
     unsigned    ncaptures;          /* max capture groups any regex needs */
+    void       *_ports;             /* private: listen addresses while parsing */
 } pt_http_core_main_conf_t;
 
 /* One server_name entry, in config order. */
@@ -210,7 +211,6 @@ struct pt_http_core_loc_conf_s {
     unsigned                named:1;       /* @name */
     unsigned                noname:1;      /* if { } / limit_except pseudo-locations */
     unsigned                auto_redirect:1; /* proxy_pass in a location ending with '/' */
-    unsigned                alias:1;       /* root holds an alias */
     void                  **loc_conf;      /* this location's confs (all modules) */
     pt_array_t             *locations;     /* nested (incl. noname): pt_http_core_loc_conf_t * */
     void                   *static_tree;   /* exact/prefix lookup (location.c, built at init) */
@@ -222,6 +222,12 @@ struct pt_http_core_loc_conf_s {
 
     /* Directives of the core module (UNSET until merged). */
     pt_str_t                root;          /* root / alias (full path when no vars) */
+    size_t                  alias;         /* 0: root holds a root. Else an alias
+                                            * replacing the first `alias` bytes of
+                                            * the uri (the name length of the
+                                            * location that set it, inherited as is
+                                            * by nested ones, as nginx); SIZE_MAX in
+                                            * a regex location: the whole uri */
     pt_http_cv_t           *root_cv;       /* root / alias with variables, else NULL */
     int64_t                 client_max_body_size;     /* 1m; 0 = no limit */
     int64_t                 client_body_buffer_size;  /* 16k */
@@ -243,7 +249,7 @@ struct pt_http_core_loc_conf_s {
     int64_t                 sendfile_max_chunk;       /* 2m */
     int64_t                 output_buffers_num;       /* 2 */
     int64_t                 output_buffers_size;      /* 32k */
-    int64_t                 directio;                 /* off = -2 (nginx NGX_OFF_T_MAX) */
+    int64_t                 directio;                 /* off = INT64_MAX */
     int                     aio;                      /* off (accepted) */
     int                     server_tokens;            /* PT_HTTP_SERVER_TOKENS_*, on */
     int                     tcp_nodelay;              /* on */
