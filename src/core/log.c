@@ -142,7 +142,7 @@ void pt_log_verror(int level, pt_log_t *log, int err, const char *fmt, va_list a
 
     /* during startup a serious message also reaches the terminal, in the
      * "portico: [emerg] ..." shape, when no target printed it there */
-    if (pt_log_use_stderr && level <= PT_LOG_WARN && !wrote_stderr) {
+    if (pt_log_use_stderr && level >= PT_LOG_STDERR && level <= PT_LOG_WARN && !wrote_stderr) {
         char out[LOG_LINE_MAX + 32];
         const char *name = pt_log_level_names[level];
         int n = snprintf(out, sizeof(out), "portico: [%s] %.*s", name, (int) (p - msg), msg);
