@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "time.h"
@@ -74,6 +75,16 @@ static void append_mem(char **p, char *end, const char *s, size_t n)
     *p += n;
 }
 
+/* stderr may have been redirected into a log file (dup2): then a line
+ * written to that file was written to stderr already. Only asked for the
+ * few messages that would be echoed. */
+static int same_file_as_stderr(int fd)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && fstat(STDERR_FILENO, &b) == 0 && a.st_dev == b.st_dev
+           && a.st_ino == b.st_ino;
+}
+
 void pt_log_verror(int level, pt_log_t *log, int err, const char *fmt, va_list ap)
 {
     if (log == NULL)
@@ -128,7 +139,8 @@ void pt_log_verror(int level, pt_log_t *log, int err, const char *fmt, va_list a
         p = end;
     *p++ = '\n';
 
-    int wrote_stderr = 0;
+    int wrote_stderr = 0, echo = pt_log_use_stderr && level >= PT_LOG_STDERR
+                                   && level <= PT_LOG_WARN;
     for (pt_log_t *t = log; t; t = t->next) {
         if (level > t->level)
             continue;
@@ -136,13 +148,13 @@ void pt_log_verror(int level, pt_log_t *log, int err, const char *fmt, va_list a
         if (fd < 0)
             continue;
         write_all(fd, buf, (size_t) (p - buf));
-        if (fd == STDERR_FILENO)
+        if (fd == STDERR_FILENO || (echo && !wrote_stderr && same_file_as_stderr(fd)))
             wrote_stderr = 1;
     }
 
     /* during startup a serious message also reaches the terminal, in the
      * "portico: [emerg] ..." shape, when no target printed it there */
-    if (pt_log_use_stderr && level >= PT_LOG_STDERR && level <= PT_LOG_WARN && !wrote_stderr) {
+    if (echo && !wrote_stderr) {
         char out[LOG_LINE_MAX + 32];
         const char *name = pt_log_level_names[level];
         int n = snprintf(out, sizeof(out), "portico: [%s] %.*s", name, (int) (p - msg), msg);

@@ -202,6 +202,17 @@ static void test_stderr(void)
     text = slurp(path, NULL);
     ok(strstr(text, "[emerg]") && strstr(text, "file only"), "file got both");
 
+    /* stderr redirected into the log file (as the master does): no echo */
+    int saved2 = dup(2);
+    dup2(f->fd, 2);
+    truncate_fd(f->fd);
+    pt_log_error(PT_LOG_ERR, &log, 0, "redirected");
+    dup2(saved2, 2);
+    close(saved2);
+    text = slurp(path, NULL);
+    ok(strstr(text, "redirected") && !strstr(text, "portico: [error]"),
+       "no duplicate line when stderr is the log file");
+
     /* pt_log_stderr also reaches the default log when it is a file */
     pt_log_t *saved = pt_log_default;
     pt_log_default = &log;
