@@ -21,7 +21,9 @@ struct pt_conn_s {
     pt_listening_t *listening;     /* NULL for upstream connections */
     pt_sockaddr_t   sockaddr;      /* peer */
     socklen_t       socklen;
-    pt_str_t        addr_text;     /* peer address without port, in pool */
+    pt_str_t        addr_text;     /* peer address without port ("unix:" for a
+                                    * unix socket); set on accept, points into
+                                    * _addr_buf, no pool needed */
     pt_sockaddr_t   local_sockaddr;/* filled lazily by pt_conn_local_addr() */
     socklen_t       local_socklen;
     uint64_t        number;        /* $connection */
@@ -41,6 +43,7 @@ struct pt_conn_s {
     unsigned        tcp_nodelay:1;
     unsigned        unix_socket:1;
     unsigned        upstream:1;
+    char            _addr_buf[48]; /* storage of addr_text (INET6_ADDRSTRLEN + "unix:") */
 };
 
 #define PT_IO_AGAIN (-2)
@@ -48,15 +51,30 @@ struct pt_conn_s {
 /* Per worker: allocates the connection table. Returns 0 or -1. */
 int  pt_conn_table_init(unsigned n);
 /* Takes a record for fd (nonblocking already), registers it in the loop.
- * NULL when none is free (after trying to reclaim an idle one) or on error. */
+ * The record is zeroed except: io.fd, io.read/write.data = c, the plain
+ * recv/send/writev, number (pt_conn_next_number()), log = *log with
+ * log.connection = number. No pool: the owner creates one if it needs it.
+ * NULL when none is free (after trying to reclaim an idle one: its read
+ * handler runs with c->close set and must close it) or on error; the caller
+ * still owns fd then and closes it. */
 pt_conn_t *pt_conn_get(int fd, pt_log_t *log);
-/* Unregisters, closes the fd, destroys the pool, returns the record. */
+/* Unregisters, closes the fd, destroys the pool, returns the record to the
+ * free list (it may be handed out again within the same loop iteration; the
+ * loop skips events already fetched for the old registration). Idempotent:
+ * a second close of the same record is ignored until it is reused. */
 void pt_conn_close(pt_conn_t *c);
 void pt_conn_reusable(pt_conn_t *c, int reusable);
 /* Sets `close` on every idle connection and posts its read event (graceful). */
 void pt_conn_close_idle(void);
 unsigned pt_conn_active_count(void);
+/* Connection numbers are unique across workers when the master called
+ * pt_conn_number_shared_init() before forking (a shared counter page);
+ * otherwise per process. */
 uint64_t pt_conn_next_number(void);
+int  pt_conn_number_shared_init(void);
+/* The records in use (for a forced close at worker_shutdown_timeout):
+ * calls fn for each. fn may close the connection. */
+void pt_conn_each(void (*fn)(pt_conn_t *c, void *arg), void *arg);
 /* Fills local_sockaddr once; returns 0 or -1. */
 int  pt_conn_local_addr(pt_conn_t *c);
 

@@ -58,7 +58,26 @@ int pt_sockaddr_eq(const struct sockaddr *a, socklen_t alen,
  * IPV6_V6ONLY, nonblocking, close-on-exec). For unix: removes a stale socket
  * file first. Returns 0 or -1 with the reason logged to log (emerg). */
 int pt_listening_open(pt_listening_t *ls, pt_log_t *log);
+/* Master only: closes the fd (-1 afterwards) and removes a unix socket file
+ * this record bound. */
 void pt_listening_close(pt_listening_t *ls);
+
+/* Adds a listening record for sa to the array (created by the caller with
+ * element size sizeof(pt_listening_t)), or returns the record already there
+ * for the same address. A new record is zeroed with fd -1, backlog 511,
+ * rcvbuf/sndbuf -1, ipv6only 1 and addr_text filled; the caller sets the
+ * options, handler and servers. The array grows: never keep the returned
+ * pointer across another pt_listening_add() (store the index, or look the
+ * address up again when the http { } block ends). NULL on allocation failure
+ * or an address that is too long. */
+pt_listening_t *pt_listening_add(pt_array_t *listening, const struct sockaddr *sa,
+                                 socklen_t len);
+
+/* Per worker: 1 = accept until EAGAIN on each wakeup (multi_accept on),
+ * 0 = one connection per wakeup (the listening socket is level-triggered, so
+ * the next iteration takes the next one). Set by the worker before
+ * pt_listening_start(). */
+extern int pt_listening_multi_accept;
 
 /* In a worker: registers every listener in the loop; accept handler takes
  * up to `multi` connections per wakeup, gets a pt_conn_t for each and calls
