@@ -26,7 +26,9 @@ subst={"NAME": value}.
 portico(conf, workers=1, prelude=True, wait=True, allow_emerg=False,
         allow_alert=False, extra_ports=(), files=None, subst=None, args=())
   * prelude: prepends `daemon off; master_process on; error_log logs/error.log
-    info; pid logs/portico.pid;` (each only if the text does not set it) and
+    info; pid logs/portico.pid;` (each only if the text does not set it),
+    `user root;` when the suite runs as root (workers keep access to the 0700
+    temp prefix), and
     `worker_processes N;` (unless set) and `events { worker_connections 1024; }`
     (unless present).
   * files={"conf/extra.conf": "text"} writes extra files relative to the prefix
@@ -499,6 +501,10 @@ class Portico:
             head.append("error_log logs/error.log info;")
         if not _sets(text, "pid"):
             head.append("pid logs/portico.pid;")
+        if os.geteuid() == 0 and not _sets(_main_context(text), "user"):
+            # as root, workers would switch to nobody and lose access to the
+            # private temp prefix (pytest makes it 0700)
+            head.append("user root;")
         if not _sets(text, "worker_processes"):
             head.append("worker_processes %s;" % workers)
         tail = ""
