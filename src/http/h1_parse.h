@@ -32,9 +32,12 @@ typedef struct {
     pt_str_t  protocol;      /* "HTTP/1.1"; empty for HTTP/0.9 (rejected) */
     unsigned  version;       /* 10 or 11 */
     /* absolute-form targets ("http://host:port/path?q") are split: */
-    pt_str_t  schema;        /* "http" (empty for origin-form) */
-    pt_str_t  host;          /* host[:port] (empty for origin-form) */
-    pt_str_t  path;          /* "/path?q" part (origin-form: == target) */
+    pt_str_t  schema;        /* "http"/"https" as sent (empty otherwise) */
+    pt_str_t  host;          /* host[:port] of an absolute-form target, or
+                              * the whole authority-form target (CONNECT) */
+    pt_str_t  path;          /* "/path?q" part (origin-form and "*": ==
+                              * target; absolute-form without a path: a
+                              * static "/"; CONNECT: empty) */
     pt_h1_header_t *headers; /* caller's array */
     size_t    nheaders;      /* in: capacity; out: count (written only when
                               * the head is complete, so a caller may call
@@ -53,30 +56,51 @@ typedef struct {
     size_t    nheaders;      /* in: capacity; out: count (only on success) */
 } pt_h1_response_t;
 
-/* Parses a request head in buf[0, len). Empty lines before the request line
- * are skipped (RFC 9112 §2.2). Returns the number of bytes of the head
- * (through the final CRLF CRLF), PT_H1_AGAIN when incomplete, or PT_H1_ERROR
- * with *status set: 400 (malformed), 414 (request line longer than
- * max_line), 400 (too many headers / header line longer than max_line), 501
- * (unknown transfer method syntax is still 400; 501 is for the caller), 505
- * (HTTP/2+ or major version > 1 on this parser).
- * allow_underscores: '_' in names is valid (underscores_in_headers on). */
+/* Parses a request head in buf[0, len). Up to 8 empty lines before the
+ * request line are skipped (RFC 9112 §2.2). Returns the number of bytes of
+ * the head (through the empty line, leading empty lines included),
+ * PT_H1_AGAIN when incomplete, or PT_H1_ERROR with *status set:
+ *   400 malformed; also too many headers or a header line longer than
+ *       max_line, with req->too_large set;
+ *   414 request line longer than max_line;
+ *   505 "HTTP/d.d" with a major version other than 1.
+ * Errors are reported as soon as the bytes seen prove them, including a
+ * line that is already longer than max_line before its end arrives.
+ * Line ends are CRLF or a bare LF; a CR not followed by LF is an error.
+ * Request line: token SP target SP "HTTP/1." DIGIT, single spaces. Target:
+ * bytes 0x21-0x7e and >= 0x80; origin-form ('/'), "*" (OPTIONS only),
+ * authority-form host:port (CONNECT, which accepts nothing else), or
+ * absolute-form http(s)://host[:port][/path] (scheme case-insensitive; no
+ * userinfo, no '?' straight after the authority). HTTP/1.2-1.9 give
+ * version 11. Field lines: token ':' OWS value OWS; whitespace before ':',
+ * obs-fold, NUL, CTLs other than HTAB and DEL are errors. Names with
+ * token characters nginx rejects get invalid_name ('_' unless
+ * allow_underscores, i.e. underscores_in_headers on). */
 int pt_h1_parse_request(const char *buf, size_t len, pt_h1_request_t *req,
                         size_t max_line, int allow_underscores, int *status);
 
-/* Parses a response head. Returns bytes of the head, PT_H1_AGAIN or
- * PT_H1_ERROR (malformed: the proxy answers 502). */
+/* Parses a response head: "HTTP/1." DIGIT SP 3DIGIT [SP reason] line end
+ * (status 100..999; the SP may be missing when the reason is empty), then
+ * field lines as for requests with '_' valid. No leading empty lines, no
+ * line-length limit (the caller's buffer bounds it). Returns bytes of the
+ * head, PT_H1_AGAIN or PT_H1_ERROR (malformed: the proxy answers 502). */
 int pt_h1_parse_response(const char *buf, size_t len, pt_h1_response_t *res);
 
 /* Method token to PT_HTTP_* bit (request.h); PT_HTTP_UNKNOWN for other valid tokens. */
 unsigned pt_h1_method_id(const pt_str_t *method);
 
-/* Normalises the path part of a request target into out (capacity >=
- * path->len): percent-decoding (except that an encoded '/' stays decoded as in
- * nginx), merging slashes when merge_slashes, resolving "." and ".." segments
- * (a ".." above the root is an error), splitting off "?args" (args point into
- * the ORIGINAL input, undecoded) and the extension of the last segment.
- * Returns 0, or -1 (400) on a bad escape, NUL byte, or escape above root. */
+/* Normalises the path part of a request target (it must start with '/')
+ * into out (capacity >= target->len): splits off "?args" at the first '?'
+ * (args point into the ORIGINAL input, undecoded; args->data is NULL when
+ * there is no '?'), drops a "#fragment", percent-decodes, merges slashes
+ * when merge_slashes and resolves "." and ".." segments. As in nginx, a
+ * decoded '/' or '.' counts as a separator or dot ("/a/..%2F" is "/"); every
+ * other decoded byte is plain data ("%3F" is a '?' in the uri, "%25" a '%').
+ * uri points into out; exten (into out) is what follows the last '.' of the
+ * last segment when that segment has a non-dot byte before it ("a.tar.gz":
+ * "gz"; ".htaccess": none). Returns 0, or -1 (400) on a bad or truncated
+ * escape, a NUL byte (raw or %00), a ".." above the root, or a path not
+ * starting with '/'. */
 int pt_h1_normalize_uri(const pt_str_t *target, char *out, pt_str_t *uri,
                         pt_str_t *args, pt_str_t *exten, int merge_slashes);
 
@@ -90,12 +114,19 @@ typedef struct {
     unsigned size_digits;    /* hex digits of the current chunk-size line */
 } pt_h1_chunked_t;
 
-/* Decodes from buf[0, len): sets *consumed (input bytes used) and, when data is
- * available, *data / *data_len to a slice of buf (never more than one chunk's
- * worth per call). Returns PT_H1_OK (a data slice or framing consumed; call
- * again with the rest), PT_H1_AGAIN (all input consumed, need more), PT_H1_DONE
- * (last chunk and trailers consumed; *consumed bytes used), PT_H1_ERROR (bad
- * size, bad CRLF, oversized extension or trailers, size overflow). */
+/* Decodes from buf[0, len): sets *consumed (input bytes used) and *data /
+ * *data_len to a slice of buf (never more than one chunk's worth per call;
+ * NULL/0 when there is none). Returns PT_H1_OK (a data slice, data_len > 0;
+ * call again with the rest), PT_H1_AGAIN (all input consumed, need more),
+ * PT_H1_DONE (last chunk and trailers consumed; *consumed bytes used, the
+ * rest belongs to the next message; later calls return DONE consuming 0),
+ * PT_H1_ERROR (sticky: bad size, more than 16 hex digits, size or total
+ * overflow, missing CRLF after data, bare CR, bad extension syntax, more
+ * than 4096 extension bytes on one size line, more than 8192 trailer
+ * bytes, malformed trailer line). Line ends are CRLF or a bare LF.
+ * Extensions: *(BWS ";" BWS token [BWS "=" BWS (token / quoted-string)])
+ * then BWS; trailers are checked as field lines and ignored. Feeding the
+ * input in any split gives the same data, result and total consumed. */
 int pt_h1_parse_chunked(pt_h1_chunked_t *ctx, const char *buf, size_t len,
                         size_t *consumed, const char **data, size_t *data_len);
 
