@@ -9,12 +9,14 @@ extern pt_module_t pt_core_module;        /* src/process/core_module.c: main + e
 extern pt_module_t pt_http_core_module;   /* src/http/http_core.c */
 extern pt_module_t pt_http_rewrite_module;   /* src/modules/rewrite.c */
 extern pt_module_t pt_http_map_module;       /* src/modules/map.c */
+extern pt_module_t pt_http_log_module;       /* src/modules/access_log.c */
 
 pt_module_t *pt_modules[] = {
     &pt_core_module,
     &pt_http_core_module,
     &pt_http_rewrite_module,
     &pt_http_map_module,
+    &pt_http_log_module,
 };
 
 const size_t pt_modules_n = sizeof(pt_modules) / sizeof(pt_modules[0]);
