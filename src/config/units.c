@@ -48,8 +48,10 @@ int64_t pt_conf_parse_size(const pt_str_t *s)
 }
 
 /* Units in the order they must appear, most significant first. In
- * milliseconds mode "y" and "M" are refused, as nginx does. */
-enum { U_NONE, U_YEAR, U_MONTH, U_WEEK, U_DAY, U_HOUR, U_MIN, U_SEC, U_MSEC };
+ * milliseconds mode "y" and "M" are refused, as nginx does. A blank right
+ * after a number (nginx's quirk: "30 ", "1h 30 ") ends the value like "s"
+ * would, after which only a bare number may follow: U_END. */
+enum { U_NONE, U_YEAR, U_MONTH, U_WEEK, U_DAY, U_HOUR, U_MIN, U_SEC, U_MSEC, U_END };
 
 /* Parses "1h 30m", "1h30m", "500ms", "30" (a bare number is seconds). Returns
  * milliseconds (is_sec = 0) or seconds (is_sec = 1), -1 when invalid. */
@@ -91,6 +93,12 @@ static int64_t parse_time(const pt_str_t *s, int is_sec)
             }
             break;
         case 's': unit = U_SEC;   sec_scale = 1;           break;
+        case ' ':
+            if (step >= U_SEC)
+                return -1;
+            unit = U_END;
+            sec_scale = 1;
+            break;
         default:
             return -1;
         }
