@@ -124,7 +124,6 @@ const char *pt_conf_set_enum(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
             return PT_CONF_OK;
         }
     }
-    /* nginx logs this one at warn yet fails; emerg says what happens */
     pt_conf_error(cf, PT_LOG_EMERG, 0, "invalid value \"%s\"", v->data);
     return PT_CONF_ERROR;
 }
@@ -202,6 +201,8 @@ static int has_prefix(const pt_str_t *s, const char *lit)
     return s->len >= n && memcmp(s->data, lit, n) == 0;
 }
 
+/* nginx opens log files after parsing, so its open() failure carries no
+ * file:line; the same text is printed here, at parse time. */
 const char *pt_conf_set_error_log(pt_conf_t *cf, pt_log_t **head)
 {
     pt_str_t *name = arg(cf, 0);
