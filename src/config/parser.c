@@ -310,14 +310,16 @@ const char *pt_conf_parse_file(pt_conf_t *cf, const char *path)
             buf = nb;
             cap *= 2;
         }
-        ssize_t n = read(fd, buf + len, cap - len);
+        ssize_t n = pread(fd, buf + len, cap - len, (off_t) len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             int err = errno;
             free(buf);
             close(fd);
-            pt_conf_error(cf, PT_LOG_EMERG, err, "read() \"%s\" failed", path);
+            /* nginx's wording and level, e.g. for a directory ("21: Is a
+             * directory"), without a location */
+            pt__conf_log(cf, PT_LOG_CRIT, err, "pread() \"%s\" failed", path);
             return PT_CONF_ERROR;
         }
         if (n == 0)

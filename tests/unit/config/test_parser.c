@@ -557,6 +557,16 @@ static void test_include(void)
            "unterminated block in include");
     t_teardown(&T);
 
+    /* a directory: nginx's pread() failure, at crit, without a location */
+    t_write("adir/x.conf", "");
+    start();
+    err = t_parse_file(&T, "main.conf", "include adir;\n", &rv);
+    snprintf(msg, sizeof(msg), "portico: [crit] pread() \"%s\" failed (21: Is a directory)\n",
+             t_path("adir"));
+    ok(rv == PT_CONF_ERROR, "including a directory fails");
+    is_str(err, msg, "directory message");
+    t_teardown(&T);
+
     fails("include;\n", "invalid number of arguments in \"include\" directive", 1);
     fails("include a b;\n", "invalid number of arguments in \"include\" directive", 1);
     fails("include a {\n}\n", "directive \"include\" is not terminated by \";\"", 1);
