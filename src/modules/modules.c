@@ -10,6 +10,7 @@ extern pt_module_t pt_http_core_module;   /* src/http/http_core.c */
 extern pt_module_t pt_http_rewrite_module;   /* src/modules/rewrite.c */
 extern pt_module_t pt_http_map_module;       /* src/modules/map.c */
 extern pt_module_t pt_http_log_module;       /* src/modules/access_log.c */
+extern pt_module_t pt_http_headers_module;   /* src/modules/headers.c */
 
 pt_module_t *pt_modules[] = {
     &pt_core_module,
@@ -17,6 +18,7 @@ pt_module_t *pt_modules[] = {
     &pt_http_rewrite_module,
     &pt_http_map_module,
     &pt_http_log_module,
+    &pt_http_headers_module,
 };
 
 const size_t pt_modules_n = sizeof(pt_modules) / sizeof(pt_modules[0]);
