@@ -42,7 +42,10 @@ typedef struct {
 } pt_http_header_t;
 
 typedef struct {
-    pt_array_t        list;            /* pt_http_header_t, in arrival order */
+    pt_array_t        list;            /* pt_http_header_t, in arrival order;
+                                        * built once with its final size: never
+                                        * push to it (the pointers below point
+                                        * into it) */
     /* Direct pointers into list for headers the core interprets. */
     pt_http_header_t *host;
     pt_http_header_t *connection;
@@ -71,7 +74,10 @@ typedef struct {
     pt_str_t          status_line;     /* optional reason override ("200 OK") */
     int64_t           content_length_n;/* -1 unknown: chunked (h1) or END_STREAM (h2) */
     pt_str_t          content_type;
-    pt_http_header_t *location;
+    /* Standalone headers (allocated from r->pool, NOT elements of list: an
+     * array moves when it grows). The writer serialises them itself. */
+    pt_http_header_t *location;        /* relative values are made absolute
+                                        * per absolute_redirect */
     pt_http_header_t *server;          /* from upstream; NULL: ours (server_tokens) */
     pt_http_header_t *date;            /* from upstream; NULL: ours */
     time_t            last_modified_time; /* -1 none */
@@ -169,6 +175,7 @@ struct pt_http_request_s {
     int64_t                 body_bytes_sent;
     int64_t                 header_size;   /* bytes of the response header sent */
     int                     err_status;    /* status being sent by a special response */
+    int                     access_code;   /* satisfy any: 401/403 remembered by ACCESS */
     unsigned                uri_changes;   /* rewrite cycles left (10) */
     unsigned                count;         /* references (suspended subsystems) */
     char                    request_id[33];/* $request_id, lazily filled */
@@ -186,7 +193,8 @@ struct pt_http_request_s {
     unsigned                logged:1;
     unsigned                plain_http:1;  /* plain HTTP on a TLS port */
     unsigned                tunnel:1;      /* upgraded (WebSocket) */
-    unsigned                expect_tested:1;
+    unsigned                expect_tested:1; /* 100-continue decided (sent or not) */
+    unsigned                aborted:1;     /* terminated: close at once, queued output dropped */
 };
 
 /* Request helpers (request.c). */
@@ -201,24 +209,54 @@ pt_http_header_t *pt_http_header_add(pt_http_request_t *r, pt_array_t *list,
  * layer once headers are complete and by anything resuming a request that
  * returned PT_AGAIN. */
 void pt_http_core_run_phases(pt_http_request_t *r);
-/* Ends the request with rc: PT_DONE/PT_OK (response complete), PT_ERROR
- * (close), a status >= 300 (special response unless the header was sent),
- * PT_AGAIN (nothing: someone holds a reference). Runs the LOG phase and
- * r->proto->finalize exactly once. */
+/* Ends the request with rc:
+ *   PT_OK                the response is complete (the last buffer was
+ *                        passed to pt_http_output, or header_only);
+ *   PT_AGAIN, PT_DONE    nothing now: someone else (an async handler, an
+ *                        internal redirect that already ran) finalizes later;
+ *   PT_ERROR, 408, 444, 499  terminate: close the connection, no response
+ *                        (nginx's behaviour for these);
+ *   a status >= 100      special response (error page, error_page, redirect
+ *                        page) unless the header was sent; a status >= 300
+ *                        after the header was sent closes the connection.
+ * Calls r->proto->finalize exactly once. The LOG phase runs once, when the
+ * response has been written out (pt_http_log_request, from the protocol
+ * layer). After this call r may be freed at the end of the current loop
+ * iteration: the caller must not use r from another event. */
 void pt_http_finalize_request(pt_http_request_t *r, int rc);
-/* Internal redirect to uri (+args) restarting at SERVER_REWRITE/FIND_CONFIG;
- * named locations with '@'. Returns PT_DONE or an error status. */
+/* Runs the LOG phase handlers once (idempotent); sets body_bytes_sent.
+ * Called by the protocol layer when the response is over. */
+void pt_http_log_request(pt_http_request_t *r);
+/* Internal redirect to uri (+args) restarting at SERVER_REWRITE (uri) or the
+ * location's REWRITE (named); the phases run again at once (nested). Returns
+ * PT_DONE (the caller stops and returns PT_DONE) or an error status to
+ * finalize with (500: redirection cycle or unknown named location). */
 int  pt_http_internal_redirect(pt_http_request_t *r, const pt_str_t *uri, const pt_str_t *args);
 int  pt_http_named_location(pt_http_request_t *r, const pt_str_t *name);
 
 /* Response output, through the filter chains. */
 int  pt_http_send_header(pt_http_request_t *r);
 int  pt_http_output(pt_http_request_t *r, pt_buf_t *chain);
-/* Sends a complete small response (status, content type, body copied). */
+/* Sends a complete small response (status, content type, body copied).
+ * ctype NULL: the type of r->exten or default_type (as nginx's `return`).
+ * A redirect status (301..308 but 304) takes body as the Location and returns
+ * the status (finalize with it to send the redirect page). Returns PT_OK
+ * when the whole response is queued (finalize with PT_OK), PT_ERROR, or the
+ * redirect status. */
 int  pt_http_send_response(pt_http_request_t *r, int status, const pt_str_t *ctype,
                            const pt_str_t *body);
-/* Builds nginx's HTML error page for status (or uses error_page). */
+/* Builds nginx's HTML error page for status (or uses error_page). Returns
+ * what to finalize with: PT_OK (page queued), PT_DONE (error_page redirected
+ * internally), PT_ERROR, or a status (500 on a redirection cycle). */
 int  pt_http_special_response(pt_http_request_t *r, int status);
+/* "404 Not Found" for a status line; NULL when there is no reason phrase. */
+const pt_str_t *pt_http_status_line(int status);
+
+/* Validates a Host value (header or absolute-form target) as nginx does and
+ * normalises it in place: lowercase (copied into pool only when needed), no
+ * ":port", no trailing dot. Rejects empty names, "..", '/', '\\', NUL, CTLs,
+ * whitespace and malformed "[ipv6]" literals. Returns 0 or -1 (400). */
+int  pt_http_validate_host(pt_str_t *host, pt_pool_t *pool);
 
 /* Filters: nginx's pattern. A filter module saves the current top in a static
  * `next` pointer in its postconfiguration and installs itself as the top. The
@@ -227,6 +265,10 @@ typedef int (*pt_http_header_filter_cb)(pt_http_request_t *r);
 typedef int (*pt_http_body_filter_cb)(pt_http_request_t *r, pt_buf_t *chain);
 extern pt_http_header_filter_cb pt_http_top_header_filter;
 extern pt_http_body_filter_cb   pt_http_top_body_filter;
+/* Resets both tops to the protocol writer. The http block calls it before
+ * the modules' postconfiguration (each config load, so a reload does not
+ * chain filters onto the previous cycle's). */
+void pt_http_filters_reset(void);
 
 /* Registers a phase handler (postconfiguration). Returns 0 or -1. */
 int pt_http_phase_add(pt_conf_t *cf, pt_http_phase_e phase, pt_http_handler_cb h);
