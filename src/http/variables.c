@@ -597,7 +597,7 @@ static int get_remote_addr(pt_http_request_t *r, pt_http_var_value_t *v, uintptr
 static int get_remote_port(pt_http_request_t *r, pt_http_var_value_t *v, uintptr_t data)
 {
     int port = r->connection ? sockaddr_port(&r->connection->sockaddr) : -1;
-    if (port < 0)
+    if (port <= 0)   /* unix socket, or an address from realip without a port */
         return set_lit(v, "");
     return set_printf(r, v, "%d", port);
 }

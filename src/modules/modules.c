@@ -7,6 +7,9 @@
 
 extern pt_module_t pt_core_module;        /* src/process/core_module.c: main + events */
 extern pt_module_t pt_http_core_module;   /* src/http/http_core.c */
+extern pt_module_t pt_http_realip_module;    /* src/modules/realip.c */
+extern pt_module_t pt_http_access_module;    /* src/modules/access.c */
+extern pt_module_t pt_http_stub_status_module; /* src/modules/stub_status.c */
 extern pt_module_t pt_http_rewrite_module;   /* src/modules/rewrite.c */
 extern pt_module_t pt_http_map_module;       /* src/modules/map.c */
 extern pt_module_t pt_http_log_module;       /* src/modules/access_log.c */
@@ -15,6 +18,9 @@ extern pt_module_t pt_http_headers_module;   /* src/modules/headers.c */
 pt_module_t *pt_modules[] = {
     &pt_core_module,
     &pt_http_core_module,
+    &pt_http_realip_module,
+    &pt_http_access_module,
+    &pt_http_stub_status_module,
     &pt_http_rewrite_module,
     &pt_http_map_module,
     &pt_http_log_module,
