@@ -85,9 +85,13 @@ static int ensure_arrays(pt_conf_t *cf, pt_http_core_main_conf_t *cmcf)
     if (cmcf->variables.elts == NULL
         && pt_array_init(&cmcf->variables, cf->pool, 64, sizeof(pt_http_var_t)) != 0)
         return -1;
-    if (cmcf->prefix_variables.elts == NULL) {
-        if (pt_array_init(&cmcf->prefix_variables, cf->pool, 8, sizeof(pt_http_var_t)) != 0)
-            return -1;
+    if (cmcf->prefix_variables.elts == NULL
+        && pt_array_init(&cmcf->prefix_variables, cf->pool, 8, sizeof(pt_http_var_t)) != 0)
+        return -1;
+    /* variables_data marks the built-in families as registered (the core
+     * module may have made the arrays already) */
+    if (cmcf->variables_data == NULL) {
+        cmcf->variables_data = (void *) builtin_prefixes;
         for (const builtin_var_t *b = builtin_prefixes; b->name; b++) {
             pt_http_var_t *v = pt_array_push(&cmcf->prefix_variables);
             if (v == NULL)

@@ -181,9 +181,8 @@ static int do_return(pt_http_request_t *r, const rw_op_t *op)
 
     if (status == 444) {
         /* nginx's "close the connection without a response" */
-        r->headers_out.status = 444;
         r->keepalive = 0;
-        return PT_ERROR;
+        return 444;   /* the runtime closes without a response, logs 444 */
     }
 
     pt_str_t text = { 0, (char *) "" };
