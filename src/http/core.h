@@ -88,8 +88,8 @@ typedef struct {
 
 typedef struct {
     pt_array_t  servers;            /* pt_http_core_srv_conf_t *, config order */
-    pt_array_t  variables;          /* pt_http_var_t (indexed): variables engineer */
-    pt_array_t  prefix_variables;   /* pt_http_var_t (families): variables engineer */
+    pt_array_t  variables;          /* pt_http_var_t (indexed); zeroed here, owned by variables.c */
+    pt_array_t  prefix_variables;   /* pt_http_var_t (families); same */
     void       *variables_data;     /* variables engineer's private lookup data */
     pt_array_t  phases[PT_HTTP_PHASES_N];   /* pt_http_handler_cb per phase */
 
@@ -177,7 +177,11 @@ struct pt_http_core_srv_conf_s {
     int                     merge_slashes;           /* on */
     int                     underscores_in_headers;  /* off */
     int                     ignore_invalid_headers;  /* on */
-    int                     http2;                   /* "http2 on" (off) */
+    int                     http2;                   /* "http2 on" (off). The runtime
+                                                      * speaks h2 on a connection when
+                                                      * the address's default server has
+                                                      * it or addr->http2 (listen ... http2),
+                                                      * as nginx */
     pt_array_t              listens;       /* pt_http_listen_opt_t */
     pt_http_core_loc_conf_t **named_locations; /* NULL-terminated, sorted by name; or NULL */
     unsigned                listen:1;      /* had a listen directive */

@@ -412,9 +412,9 @@ static void *create_main_conf(pt_conf_t *cf)
     pt_http_core_main_conf_t *cmcf = pt_pcalloc(cf->pool, sizeof(*cmcf));
     if (cmcf == NULL)
         return NULL;
-    if (pt_array_init(&cmcf->servers, cf->pool, 4, sizeof(pt_http_core_srv_conf_t *)) != 0
-        || pt_array_init(&cmcf->variables, cf->pool, 64, sizeof(pt_http_var_t)) != 0
-        || pt_array_init(&cmcf->prefix_variables, cf->pool, 8, sizeof(pt_http_var_t)) != 0)
+    /* variables / prefix_variables stay zeroed: variables.c fills them on
+     * first use (with the built-in prefix families) */
+    if (pt_array_init(&cmcf->servers, cf->pool, 4, sizeof(pt_http_core_srv_conf_t *)) != 0)
         return NULL;
     for (int p = 0; p < PT_HTTP_PHASES_N; p++) {
         if (pt_array_init(&cmcf->phases[p], cf->pool, 2, sizeof(pt_http_handler_cb)) != 0)
