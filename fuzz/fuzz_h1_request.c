@@ -104,6 +104,66 @@ static void compare(const result_t *a, const result_t *b)
     }
 }
 
+/* The head ends at the first empty line after the request line: no other
+ * reading of where it ends is possible (what smuggling needs). */
+static void check_boundary(const result_t *o)
+{
+    const char *p = o->r.method.data, *end = o->base + o->rc, *e = NULL;
+    for (; p < end; p++) {
+        if (*p != '\n')
+            continue;
+        if (p + 1 < end && p[1] == '\n') {
+            e = p + 2;
+            break;
+        }
+        if (p + 2 < end && p[1] == '\r' && p[2] == '\n') {
+            e = p + 3;
+            break;
+        }
+    }
+    if (e != end)
+        abort();
+}
+
+/* Serialises the parsed head canonically and parses that again: the same
+ * fields must come back. */
+static void check_roundtrip(const result_t *o, size_t max_line, int us)
+{
+    const pt_h1_request_t *r = &o->r;
+    size_t cap = r->method.len + r->target.len + 16, n = 0;
+    result_t *b;
+    char *buf;
+
+    for (size_t i = 0; i < r->nheaders; i++)
+        cap += r->headers[i].name.len + r->headers[i].value.len + 4;
+    buf = malloc(cap);
+    b = malloc(sizeof(*b));
+#define PUT(d, l) do { memcpy(buf + n, (d), (l)); n += (l); } while (0)
+    PUT(r->method.data, r->method.len);
+    PUT(" ", 1);
+    PUT(r->target.data, r->target.len);
+    PUT(" ", 1);
+    PUT(r->protocol.data, r->protocol.len);
+    PUT("\r\n", 2);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        PUT(r->headers[i].name.data, r->headers[i].name.len);
+        PUT(": ", 2);
+        if (r->headers[i].value.len)
+            PUT(r->headers[i].value.data, r->headers[i].value.len);
+        PUT("\r\n", 2);
+    }
+    PUT("\r\n", 2);
+#undef PUT
+    /* ": " may lengthen a line past max_line: allow for it */
+    parse(buf, n, max_line + 1, us, CAP, b);
+    if (b->rc != (int) n)
+        abort();
+    b->rc = o->rc;
+    compare(o, b);
+    free(b);
+    free(buf);
+}
+
 /* Normalises t; checks the result; normalises the result again when that is
  * meaningful (no '%', '?', '#' left to reinterpret) and expects no change. */
 static void normalize(const char *t, size_t len, int merge)
@@ -175,6 +235,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (a->rc > 0) {
         check_request(a, max_line);
+        check_boundary(a);
+        check_roundtrip(a, max_line, us);
         if (cut < (size_t) a->rc) {
             if (b->rc != PT_H1_AGAIN)
                 abort();
