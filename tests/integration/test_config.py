@@ -201,14 +201,23 @@ def test_duplicate_flag_directive_in_same_block(tmp_path):
 
 
 def test_invalid_on_off_value(tmp_path):
+    text = lines("master_process maybe;",
+                 "events { }")
+    rc, out, err, path = conf_test(tmp_path, text)
+    assert rc == 1
+    emerg(err, 'invalid value "maybe" in "master_process" directive, it must be "on" or "off"',
+          path + ":1")
+
+
+def test_invalid_server_tokens_value(tmp_path):
+    """server_tokens is an enum in nginx (on|off|build): the plain message."""
     text = lines("events { }",
                  "http {",
                  "    server_tokens maybe;",
                  "}")
     rc, out, err, path = conf_test(tmp_path, text)
     assert rc == 1
-    emerg(err, 'invalid value "maybe" in "server_tokens" directive, it must be "on" or "off"',
-          path + ":3")
+    emerg(err, 'invalid value "maybe"', path + ":3")
 
 
 def test_daemon_invalid_value(tmp_path):
@@ -541,6 +550,7 @@ def test_e_stderr_needs_no_log_directory(tmp_path):
     write_files(tmp_path, {"conf/portico.conf": "events { }\n" + OK_SERVER.replace(
         "http {", "http {\n    access_log off;")})
     rc, out, err = run_portico(["-p", str(tmp_path) + "/", "-e", "stderr", "-t",
+                                "-c", str(tmp_path / "conf" / "portico.conf"),
                                 "-g", "error_log stderr;"])
     assert rc == 0, err
     assert "could not open error log" not in err
@@ -552,7 +562,8 @@ def test_missing_log_directory_alert(tmp_path):
     nginx reports `[alert] could not open error log file` and goes on."""
     write_files(tmp_path, {"conf/portico.conf": "error_log stderr;\nevents { }\n" + OK_SERVER
                            .replace("http {", "http {\n    access_log off;")})
-    rc, out, err = run_portico(["-p", str(tmp_path) + "/", "-t"])
+    rc, out, err = run_portico(["-p", str(tmp_path) + "/", "-t",
+                                "-c", str(tmp_path / "conf" / "portico.conf")])
     assert rc == 0, err
     assert "could not open error log file" in err
 
@@ -607,7 +618,8 @@ def test_s_invalid_signal():
 def test_s_without_running_master(tmp_path):
     write_files(tmp_path, {"conf/portico.conf": "pid logs/portico.pid;\nevents { }\n" + OK_SERVER})
     os.makedirs(tmp_path / "logs", exist_ok=True)
-    rc, out, err = run_portico(["-p", str(tmp_path) + "/", "-s", "reload"])
+    rc, out, err = run_portico(["-p", str(tmp_path) + "/", "-s", "reload",
+                                "-c", str(tmp_path / "conf" / "portico.conf")])
     assert rc == 1
     pidf = str(tmp_path / "logs" / "portico.pid")
     assert 'open() "%s" failed (2: No such file or directory)' % pidf in err, err

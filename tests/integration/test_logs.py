@@ -69,7 +69,7 @@ def test_combined_dashes_for_missing_values_and_error_status(portico):
 
 
 def test_bad_request_is_logged(portico):
-    p = portico(SIMPLE % ("", ""))
+    p = portico(SIMPLE % ("access_log logs/access.log;", ""))
     raw_request(p.port, b"GET / HTTP/1.1\r\nHost : a\r\n\r\n")
     lines = log_lines(p)
     assert re.fullmatch(r'127\.0\.0\.1 - - \[%s\] "GET / HTTP/1\.1" 400 \d+ "-" "-"'
@@ -77,7 +77,7 @@ def test_bad_request_is_logged(portico):
 
 
 def test_default_escaping_in_log(portico):
-    p = portico(SIMPLE % ("", ""))
+    p = portico(SIMPLE % ("access_log logs/access.log;", ""))
     http_get(p.url(), headers={"User-Agent": 'a"b\\c\td\xe9'})
     line = log_lines(p)[0]
     # nginx's default escaping: ", \ and bytes < 0x20 or >= 0x7f as \xHH
@@ -235,7 +235,7 @@ def test_error_log_in_server_context(portico):
 # --------------------------------------------------------------------------
 
 def test_usr1_reopens_logs_after_rename(portico):
-    p = portico(SIMPLE % ("", ""), workers=2)
+    p = portico(SIMPLE % ("access_log logs/access.log;", ""), workers=2)
     logs = os.path.join(p.prefix, "logs")
     http_get(p.url(path="/before"))
     assert "/before" in log_lines(p)[0]
@@ -257,8 +257,12 @@ def test_usr1_reopens_logs_after_rename(portico):
     old = p.access_log("logs/access.log.1")
     assert "/after" not in old
     assert "/before" in old and "/renamed" in old
-    # nginx logs "reopening logs" at notice level into the new error log
-    assert wait_for(lambda: "reopening logs" in p.error_log()), p.error_log()
+    # nginx logs "reopening logs" (notice) just before reopening: in the old file
+    assert wait_for(lambda: "reopening logs" in p.error_log("logs/error.log.1")), \
+        p.error_log("logs/error.log.1")
+    # and the new error log is in use: a malformed request is logged there (info)
+    raw_request(p.port, b"GET / HTTP/1.1\r\nHost : a\r\n\r\n")
+    assert wait_for(lambda: "client sent" in p.error_log()), p.error_log()
 
 
 def test_usr1_keeps_serving(portico):

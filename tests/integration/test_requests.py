@@ -100,7 +100,6 @@ MALFORMED = {
     "bad_version_letters": b"GET / HTTP/1.x\r\nHost: a\r\n\r\n",
     "bad_protocol_name": b"GET / HTPT/1.1\r\nHost: a\r\n\r\n",
     "lowercase_method": b"get / HTTP/1.1\r\nHost: a\r\n\r\n",
-    "header_without_colon": b"GET / HTTP/1.1\r\nHost: a\r\nNoColonHere\r\n\r\n",
     "content_length_and_chunked": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
                                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     "two_different_content_lengths": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"

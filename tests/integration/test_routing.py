@@ -363,7 +363,7 @@ http { server { listen 127.0.0.1:@PORT@;
     }
     location = /custom404 { return 200 "custom page"; }
     location /to302 {
-        error_page 404 =302 /elsewhere;
+        error_page 404 =302 http://other.test/elsewhere;
         return 404;
     }
     location @fallback { return 200 "fallback"; }
@@ -390,7 +390,7 @@ def test_error_page_changes_status_to_redirect(portico):
     p = portico(NAMED)
     r = http_get(p.url(path="/to302"), headers={"Host": "h.test"})
     assert r.status == 302
-    assert r.headers["Location"] in ("http://h.test:%d/elsewhere" % p.port, "/elsewhere")
+    assert r.headers["Location"] == "http://other.test/elsewhere"
 
 
 def test_absolute_uri_selects_server_by_its_host(portico):
