@@ -86,6 +86,10 @@ typedef struct {
 } rw_op_t;
 
 typedef struct {
+    pt_array_t  ifs;            /* pt_http_core_loc_conf_t * of location-level if blocks */
+} rw_main_conf_t;
+
+typedef struct {
     pt_array_t *codes;          /* rw_op_t; NULL when the level has none */
     int         log;            /* rewrite_log */
     int         uninit_warn;    /* uninitialized_variable_warn */
@@ -329,7 +333,9 @@ static int run_script(pt_http_request_t *r, rw_loc_conf_t *rlcf)
             if (t < 0)
                 return 500;
             if (t) {
-                r->loc_conf = op->u.cond.loc_conf;
+                /* a server-level if has no pseudo-location to switch to */
+                if (op->u.cond.loc_conf)
+                    r->loc_conf = op->u.cond.loc_conf;
                 pc++;
             } else {
                 pc = op->u.cond.jump;
@@ -686,19 +692,28 @@ static const char *if_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
     if (loc_conf == NULL)
         return PT_CONF_ERROR;
 
+    unsigned saved = cf->ctx;
     rw_op_t *op = push_op(cf, rlcf, OP_IF);
     if (op == NULL)
         return "failed (out of memory)";
     op->u.cond.cond = cond;
-    op->u.cond.loc_conf = loc_conf;
+    /* as nginx: only an if in a location makes the request use its
+     * pseudo-location; one at server level just guards its directives */
+    op->u.cond.loc_conf = saved == PT_CTX_SRV ? NULL : loc_conf;
     size_t at = rlcf->codes->nelts - 1;
+    if (saved != PT_CTX_SRV) {
+        rw_main_conf_t *rmcf = pt_http_conf_get_module_main_conf(cf, pt_http_rewrite_module);
+        pt_http_core_loc_conf_t **slot = pt_array_push(&rmcf->ifs);
+        if (slot == NULL)
+            return "failed (out of memory)";
+        *slot = loc_conf[pt_http_core_module.index];
+    }
 
     /* the block's rewrite directives are inlined in this level's script */
     rw_loc_conf_t *nested = loc_conf[pt_http_rewrite_module.index];
     nested->codes = rlcf->codes;
 
     pt_http_conf_ctx_t *saved_ctx = cf->http_ctx;
-    unsigned saved = cf->ctx;
     pt_http_conf_ctx_t *ctx = pt_palloc(cf->pool, sizeof(*ctx));
     if (ctx == NULL)
         return "failed (out of memory)";
@@ -736,8 +751,27 @@ static const char *merge_loc_conf(pt_conf_t *cf, void *parent, void *child)
     return PT_CONF_OK;
 }
 
+static void *create_main_conf(pt_conf_t *cf)
+{
+    rw_main_conf_t *conf = pt_pcalloc(cf->pool, sizeof(*conf));
+    if (conf == NULL || pt_array_init(&conf->ifs, cf->pool, 4, sizeof(pt_http_core_loc_conf_t *)) != 0)
+        return NULL;
+    return conf;
+}
+
 static int rewrite_init(pt_conf_t *cf)
 {
+    /* The content handler of a location (proxy_pass, stub_status...) stays in
+     * force when an if block of it matches, unless the block sets its own:
+     * nginx keeps the request's content handler when the if switches the
+     * location configuration. The runtime reads the handler from the
+     * current location configuration, so the if's takes its parent's. */
+    rw_main_conf_t *rmcf = pt_http_conf_get_module_main_conf(cf, pt_http_rewrite_module);
+    pt_http_core_loc_conf_t **ifs = rmcf->ifs.elts;
+    for (size_t i = 0; i < rmcf->ifs.nelts; i++)
+        if (ifs[i]->handler == NULL && ifs[i]->parent)
+            ifs[i]->handler = ifs[i]->parent->handler;
+
     if (pt_http_phase_add(cf, PT_HTTP_SERVER_REWRITE_PHASE, server_rewrite_handler) != 0)
         return -1;
     if (pt_http_phase_add(cf, PT_HTTP_REWRITE_PHASE, rewrite_handler) != 0)
@@ -763,6 +797,7 @@ static const pt_command_t rewrite_commands[] = {
 pt_module_t pt_http_rewrite_module = {
     .name = "http_rewrite",
     .commands = rewrite_commands,
+    .create_main_conf = create_main_conf,
     .create_loc_conf = create_loc_conf,
     .merge_loc_conf = merge_loc_conf,
     .postconfiguration = rewrite_init,

@@ -351,3 +351,16 @@ http {
     }
 }''')
     assert rc == 0, err
+
+
+def test_if_keeps_the_location_content_handler(portico):
+    """An if block without a content directive keeps its location's one."""
+    p = portico(server('''
+        location /s {
+            stub_status;
+            if ($arg_h) { add_header X-If 1; }
+        }'''))
+    r = http_get(p.url(path="/s?h=1"))
+    assert r.status == 200 and r.body.startswith(b"Active connections:")
+    assert r.headers.get("X-If") == "1"
+    assert http_get(p.url(path="/s")).body.startswith(b"Active connections:")
