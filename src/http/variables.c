@@ -1146,7 +1146,54 @@ static void capture_of(pt_http_request_t *r, unsigned k, pt_str_t *out)
     out->len = (size_t) (e - s);
 }
 
+/* nginx's "args" escaping: space # % & + ; ? and bytes outside 0x21..0x7e. */
+static int args_escape_needed(unsigned char c)
+{
+    return c <= 0x20 || c >= 0x7f || c == '#' || c == '%' || c == '&' || c == '+' || c == ';'
+           || c == '?';
+}
+
+static int escape_args(pt_http_request_t *r, pt_str_t *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->len; i++)
+        if (args_escape_needed((unsigned char) s->data[i]))
+            n++;
+    if (n == 0)
+        return 0;
+    static const char hex[] = "0123456789ABCDEF";
+    char *p = pt_pnalloc(r->pool, s->len + 2 * n);
+    if (p == NULL)
+        return -1;
+    char *q = p;
+    for (size_t i = 0; i < s->len; i++) {
+        unsigned char c = (unsigned char) s->data[i];
+        if (args_escape_needed(c)) {
+            *q++ = '%';
+            *q++ = hex[c >> 4];
+            *q++ = hex[c & 0xf];
+        } else {
+            *q++ = (char) c;
+        }
+    }
+    s->data = p;
+    s->len = (size_t) (q - p);
+    return 0;
+}
+
+static int cv_eval(pt_http_request_t *r, const pt_http_cv_t *cv, pt_str_t *out, int esc);
+
 int pt_http_cv_eval(pt_http_request_t *r, const pt_http_cv_t *cv, pt_str_t *out)
+{
+    return cv_eval(r, cv, out, 0);
+}
+
+int pt_http_cv_eval_escape_captures(pt_http_request_t *r, const pt_http_cv_t *cv, pt_str_t *out)
+{
+    return cv_eval(r, cv, out, 1);
+}
+
+static int cv_eval(pt_http_request_t *r, const pt_http_cv_t *cv, pt_str_t *out, int esc)
 {
     if (cv->is_literal) {
         *out = cv->source;
@@ -1173,6 +1220,8 @@ int pt_http_cv_eval(pt_http_request_t *r, const pt_http_cv_t *cv, pt_str_t *out)
             break;
         case SEG_CAPTURE:
             capture_of(r, segs[i].n, &parts[i]);
+            if (esc && escape_args(r, &parts[i]) != 0)
+                return -1;
             break;
         default: {
             pt_http_var_value_t *v = pt_http_var_get(r, segs[i].n);

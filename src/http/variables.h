@@ -84,6 +84,10 @@ typedef struct {
 int pt_http_cv_compile(pt_conf_t *cf, const pt_str_t *src, pt_http_cv_t *cv);
 /* Evaluates into r->pool (or points at the literal). Returns 0 or -1. */
 int pt_http_cv_eval(pt_http_request_t *r, const pt_http_cv_t *cv, pt_str_t *out);
+/* The same, with the text of $1..$9 escaped for a query string (space # % & +
+ * ; ? and non-printable bytes as %XX): what nginx's rewrite does to captures
+ * put into args or a redirect when the request URI itself had escapes. */
+int pt_http_cv_eval_escape_captures(pt_http_request_t *r, const pt_http_cv_t *cv, pt_str_t *out);
 
 /* Regexes (PCRE2, JIT when available), compiled at config time; named
  * captures become variables. */

@@ -238,11 +238,26 @@ static int do_rewrite(pt_http_request_t *r, const rw_op_t *op, rw_loc_conf_t *rl
     if (rc == 0)
         return PT_DECLINED;
 
+    /* nginx escapes captures going into args, and into a redirect, when the
+     * request's URI was sent with escapes ('%') or a '+' */
+    int quoted = 0;
+    for (size_t i = 0; i < r->unparsed_uri.len && r->unparsed_uri.data[i] != '?'; i++)
+        if (r->unparsed_uri.data[i] == '%' || r->unparsed_uri.data[i] == '+') {
+            quoted = 1;
+            break;
+        }
     pt_str_t uri, nargs = { 0, NULL };
-    if (pt_http_cv_eval(r, &op->u.rw.uri, &uri) != 0)
+    int rc_uri = quoted && op->u.rw.redirect
+                 ? pt_http_cv_eval_escape_captures(r, &op->u.rw.uri, &uri)
+                 : pt_http_cv_eval(r, &op->u.rw.uri, &uri);
+    if (rc_uri != 0)
         return 500;
-    if (op->u.rw.has_args && pt_http_cv_eval(r, &op->u.rw.args, &nargs) != 0)
-        return 500;
+    if (op->u.rw.has_args) {
+        int rc_args = quoted ? pt_http_cv_eval_escape_captures(r, &op->u.rw.args, &nargs)
+                             : pt_http_cv_eval(r, &op->u.rw.args, &nargs);
+        if (rc_args != 0)
+            return 500;
+    }
 
     /* the resulting args: the replacement's, then the request's unless the
      * replacement ended with '?' */

@@ -364,3 +364,16 @@ def test_if_keeps_the_location_content_handler(portico):
     assert r.status == 200 and r.body.startswith(b"Active connections:")
     assert r.headers.get("X-If") == "1"
     assert http_get(p.url(path="/s")).body.startswith(b"Active connections:")
+
+
+def test_redirect_escapes_captures_of_escaped_uris(portico):
+    """A capture from a decoded URI is escaped again in a redirect and in
+    args when the request URI had escapes (nginx)."""
+    p = portico(server('''
+        location /r/ { rewrite ^/r/(.*)$ /to?q=$1 redirect; }
+        location /i/ { rewrite ^/i/(.*)$ /show?q=$1 last; }
+        location = /show { return 200 "$args"; }'''))
+    r = http_get(p.url(path="/r/a%20b"))
+    assert r.status == 302 and r.headers["Location"].endswith("/to?q=a%20b")
+    assert http_get(p.url(path="/i/x%26y")).body == b"q=x%26y"
+    assert http_get(p.url(path="/i/plain")).body == b"q=plain"

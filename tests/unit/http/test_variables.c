@@ -328,6 +328,25 @@ static void test_captures(void)
     is_strn(out.data, out.len, "ai", "$1$9 from 12 groups");
 }
 
+static void test_escaped_captures(void)
+{
+    pt_http_regex_t re;
+    pt_str_t pat = S("^/(.*)$");
+    ok(pt_http_regex_compile(&cf, &re, &pat, 0) == 0, "compile");
+    pt_http_request_t *r = new_request();
+    pt_str_t subj = S("/a b&c?d%e+f#g;h\x01/i");
+    is_int(pt_http_regex_exec(r, &re, &subj), 1, "match");
+    pt_http_cv_t cv;
+    pt_str_t src = S("x=$1&u=$uri");
+    ok(pt_http_cv_compile(&cf, &src, &cv) == 0, "compile cv");
+    pt_str_t out;
+    ok(pt_http_cv_eval_escape_captures(r, &cv, &out) == 0, "eval escaped");
+    is_strn(out.data, out.len, "x=a%20b%26c%3Fd%25e%2Bf%23g%3Bh%01/i&u=/a/b",
+            "captures escaped, variables and literals not");
+    ok(pt_http_cv_eval(r, &cv, &out) == 0, "eval plain");
+    is_strn(out.data, out.len, "x=a b&c?d%e+f#g;h\x01/i&u=/a/b", "plain eval leaves captures");
+}
+
 static void test_many_segments(void)
 {
     /* more than 16 segments takes the heap path of eval */
@@ -346,6 +365,7 @@ int main(void)
     subtest("set and registry", test_set_and_registry);
     subtest("errors", test_errors);
     subtest("captures", test_captures);
+    subtest("escaped captures", test_escaped_captures);
     subtest("many segments", test_many_segments);
     pt_pool_destroy(pool);
     return done_testing();
