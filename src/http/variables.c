@@ -799,14 +799,38 @@ static int get_limit_rate(pt_http_request_t *r, pt_http_var_value_t *v, uintptr_
     return set_printf(r, v, "%lld", rate);
 }
 
-static int get_document_root(pt_http_request_t *r, pt_http_var_value_t *v, uintptr_t data)
+/* The location's root (or alias), evaluated when it has variables. */
+static int loc_root(pt_http_request_t *r, pt_str_t *root)
 {
     pt_http_core_loc_conf_t *clcf = req_clcf(r);
-    if (clcf == NULL || clcf->root.data == NULL) {
+    if (clcf == NULL)
+        return 0;
+    if (clcf->root_cv) {
+        /* guard against a root that refers to $document_root itself */
+        static int depth;
+        if (depth)
+            return 0;
+        depth++;
+        int rc = pt_http_cv_eval(r, clcf->root_cv, root);
+        depth--;
+        return rc == 0 ? 1 : -1;
+    }
+    if (clcf->root.data == NULL)
+        return 0;
+    *root = clcf->root;
+    return 1;
+}
+
+static int get_document_root(pt_http_request_t *r, pt_http_var_value_t *v, uintptr_t data)
+{
+    pt_str_t root;
+    int rc = loc_root(r, &root);
+    if (rc < 0)
+        return PT_ERROR;
+    if (rc == 0) {
         v->not_found = 1;
         return PT_OK;
     }
-    pt_str_t root = clcf->root;
     /* nginx strips a trailing slash of the root */
     if (root.len > 1 && root.data[root.len - 1] == '/')
         root.len--;
@@ -815,14 +839,17 @@ static int get_document_root(pt_http_request_t *r, pt_http_var_value_t *v, uintp
 
 static int get_realpath_root(pt_http_request_t *r, pt_http_var_value_t *v, uintptr_t data)
 {
-    pt_http_core_loc_conf_t *clcf = req_clcf(r);
-    if (clcf == NULL || clcf->root.data == NULL) {
+    pt_str_t root;
+    int rc = loc_root(r, &root);
+    if (rc < 0)
+        return PT_ERROR;
+    if (rc == 0) {
         v->not_found = 1;
         return PT_OK;
     }
     char path[PATH_MAX], real[PATH_MAX];
-    size_t n = clcf->root.len < sizeof(path) - 1 ? clcf->root.len : sizeof(path) - 1;
-    memcpy(path, clcf->root.data, n);
+    size_t n = root.len < sizeof(path) - 1 ? root.len : sizeof(path) - 1;
+    memcpy(path, root.data, n);
     path[n] = '\0';
     if (realpath(path, real) == NULL) {
         pt_log_error(PT_LOG_CRIT, r->connection ? &r->connection->log : NULL, errno,

@@ -377,3 +377,44 @@ def test_redirect_escapes_captures_of_escaped_uris(portico):
     assert r.status == 302 and r.headers["Location"].endswith("/to?q=a%20b")
     assert http_get(p.url(path="/i/x%26y")).body == b"q=x%26y"
     assert http_get(p.url(path="/i/plain")).body == b"q=plain"
+
+
+def test_core_variables(portico):
+    p = portico(server('''
+        root /srv/www/;
+        location / {
+            return 200 "m=$request_method p=$server_protocol s=$scheme h=[$https]
+ru=$request_uri u=$uri ia=$is_args a=$args dr=$document_root
+sa=$server_addr sp=$server_port sn=$server_name host=$host
+id=$request_id ms=$msec pid=$pid v=$nginx_version
+x=$http_x_multi c=$cookie_b cl=$content_length ct=$content_type
+iso=$time_iso8601 tl=$time_local rt=$request_time ru=[$remote_user]
+";
+        }'''))
+    r = http_get(p.url(path="/a/b?k=v"), headers={
+        "X-Multi": "1", "Cookie": "a=1; b=two", "Content-Type": "text/x",
+        "Host": "Example.TEST:8080"}, method="POST", body=b"abc")
+    t = r.text
+    assert "m=POST p=HTTP/1.1 s=http h=[]" in t
+    assert "ru=/a/b?k=v u=/a/b ia=? a=k=v dr=/srv/www" in t
+    assert "sa=127.0.0.1 sp=%d sn=example.test host=example.test" % p.port in t
+    assert re.search(r"id=[0-9a-f]{32} ms=\d+\.\d{3} pid=\d+ v=\d+\.\d+\.\d+", t), t
+    assert "x=1 c=two cl=3 ct=text/x" in t
+    assert re.search(r"iso=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d "
+                     r"tl=\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4} rt=\d+\.\d{3} ru=\[\]", t), t
+
+
+def test_request_id_unique_and_connection_counters(portico):
+    import http.client
+    p = portico(server('location / { return 200 "$request_id $connection $connection_requests"; }'))
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    try:
+        out = []
+        for _ in range(3):
+            c.request("GET", "/")
+            out.append(c.getresponse().read().decode().split())
+    finally:
+        c.close()
+    assert len({o[0] for o in out}) == 3
+    assert len({o[1] for o in out}) == 1
+    assert [o[2] for o in out] == ["1", "2", "3"]
