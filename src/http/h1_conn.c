@@ -107,13 +107,14 @@ static void process_head(h1_conn_t *h);
 static void close_conn(h1_conn_t *h);
 static int  flush(h1_conn_t *h);
 static void output_complete(h1_conn_t *h);
-static void discard_body(h1_conn_t *h);
+static int  discard_read(h1_conn_t *h);
 static void linger_read(h1_conn_t *h);
 
 static int     h1_send_header(pt_http_request_t *r);
 static int     h1_send_body(pt_http_request_t *r, pt_buf_t *chain);
 static size_t  h1_pending(pt_http_request_t *r);
 static ssize_t h1_read_body(pt_http_request_t *r, char *buf, size_t size, int *status);
+static int     h1_discard_body(pt_http_request_t *r);
 static void    h1_finalize(pt_http_request_t *r);
 static pt_conn_t *h1_detach(pt_http_request_t *r, pt_buf_t **preread);
 
@@ -122,6 +123,7 @@ const pt_http_proto_t pt_h1_proto = {
     .send_body = h1_send_body,
     .pending = h1_pending,
     .read_body = h1_read_body,
+    .discard_body = h1_discard_body,
     .finalize = h1_finalize,
     .detach = h1_detach,
 };
@@ -367,11 +369,12 @@ static void request_read(h1_conn_t *h)
     pt_event_t *ev = &h->c->io.read;
     pt_http_request_t *r = h->r;
 
-    if (h->finalized) {
-        if (h->discarding)
-            discard_body(h);
+    if (h->discarding) {
+        (void) discard_read(h);
         return;
     }
+    if (h->finalized)
+        return;
     if (ev->timedout) {
         ev->timedout = 0;
         h->body_timedout = 1;
@@ -546,8 +549,8 @@ static void wait_read(h1_conn_t *h)
         close_conn(h);
         return;
     }
-    if (c->close) {
-        close_conn(h);
+    if (c->close && !pt_conn_shutting_down) {
+        close_conn(h);              /* reclaimed: the record is needed now */
         return;
     }
 
@@ -563,6 +566,8 @@ static void wait_read(h1_conn_t *h)
         /* nothing after all: an idle connection holds no buffer */
         pt_buf_put(h->buf);
         h->buf = NULL;
+        if (c->close)
+            close_conn(h);          /* graceful shutdown: nothing in flight */
         return;
     }
     if (n <= 0) {
@@ -619,6 +624,8 @@ static int grow_head(h1_conn_t *h, size_t limit)
         return -1;
     memcpy(nb->last, h->buf->pos, used);
     nb->last += used;
+    if (h->r->request_line.len)   /* kept for the log context: rebase it */
+        h->r->request_line.data = nb->pos + (h->r->request_line.data - h->buf->pos);
     pt_buf_put(h->buf);
     h->buf = nb;
     return 0;
@@ -674,6 +681,10 @@ static void process_head(h1_conn_t *h)
             if (rc == PT_H1_ERROR) {
                 head_error(h, &preq, preq.too_large ? 494 : status);
                 return;
+            }
+            if (preq.request_line_len && preq.method.len && h->r->request_line.len == 0) {
+                h->r->request_line.data = preq.method.data;
+                h->r->request_line.len = preq.request_line_len;
             }
         }
         h->scanned = len;
@@ -936,9 +947,10 @@ static int process_headers(h1_conn_t *h, pt_h1_request_t *preq)
                          "\"Transfer-Encoding\" headers at the same time");
             return 400;
         }
-        if (te->len == 7 && pt_strncasecmp(te->data, "chunked", 7) == 0) {
+        int rc = pt_http_check_transfer_encoding(te);
+        if (rc == 0) {
             hi->chunked = 1;
-        } else if (memchr(te->data, ',', te->len) != NULL || te->len == 0) {
+        } else if (rc == 400) {
             pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent invalid \"Transfer-Encoding\": \"%.*s\"",
                          (int) te->len, te->data);
             return 400;
@@ -1052,6 +1064,23 @@ static int local_port(pt_conn_t *c)
     if (c->local_sockaddr.sa.sa_family == AF_INET6)
         return ntohs(c->local_sockaddr.sin6.sin6_port);
     return 0;
+}
+
+/* The standalone headers of headers_out (location, server, date) are written
+ * from their pointers; a module may also have pushed the same header into
+ * the list (nginx style), so list entries of those names are skipped then. */
+static int skip_listed(const pt_http_headers_out_t *ho, const pt_http_header_t *hh)
+{
+    switch (hh->name.len) {
+    case 8:
+        return ho->location && pt_strncasecmp(hh->name.data, "location", 8) == 0;
+    case 6:
+        return ho->server && pt_strncasecmp(hh->name.data, "server", 6) == 0;
+    case 4:
+        return ho->date && pt_strncasecmp(hh->name.data, "date", 4) == 0;
+    default:
+        return 0;
+    }
 }
 
 static int h1_send_header(pt_http_request_t *r)
@@ -1192,6 +1221,7 @@ static int h1_send_header(pt_http_request_t *r)
         len += sizeof("Keep-Alive: timeout=") - 1 + 20 + 2;
 
     const pt_http_header_t *hl = ho->list.elts;
+    unsigned skip = ho->location || ho->server || ho->date;
     for (size_t i = 0; i < ho->list.nelts; i++) {
         if (!hl[i].deleted)
             len += hl[i].name.len + 2 + hl[i].value.len + 2;
@@ -1244,7 +1274,7 @@ static int h1_send_header(pt_http_request_t *r)
         p = CPY(p, "Connection: close\r\n");
     }
     for (size_t i = 0; i < ho->list.nelts; i++) {
-        if (hl[i].deleted)
+        if (hl[i].deleted || (skip && skip_listed(ho, &hl[i])))
             continue;
         p = cpy(p, hl[i].name.data, hl[i].name.len);
         *p++ = ':';
@@ -1588,7 +1618,8 @@ static ssize_t body_input(h1_conn_t *h, char *dst, size_t size, int *status)
             r->request_length += (int64_t) off;
         }
 
-        if (clcf->client_max_body_size > 0 && h->chunked->body_size > clcf->client_max_body_size) {
+        if (clcf->client_max_body_size > 0 && h->chunked->body_size > clcf->client_max_body_size
+            && !h->discarding) {
             pt_log_error(PT_LOG_ERR, &c->log, 0,
                          "client intended to send too large chunked body: %lld bytes",
                          (long long) h->chunked->body_size);
@@ -1664,13 +1695,15 @@ static ssize_t h1_read_body(pt_http_request_t *r, char *buf, size_t size, int *s
     return n;
 }
 
-/* After the response: read and drop the rest of the body (bounded). */
-static void discard_body(h1_conn_t *h)
+/* Reads and drops what is available of a body nobody reads. Returns PT_OK
+ * (done, or continuing from read events), a status (400: malformed body) or
+ * PT_ERROR (client gone, timeout, past the bound); on failure the connection
+ * will close. */
+static int discard_read(h1_conn_t *h)
 {
     pt_conn_t *c = h->c;
-    pt_http_request_t *r = h->r;
-    pt_http_core_loc_conf_t *clcf = clcf_of(r);
-    int status;
+    pt_http_core_loc_conf_t *clcf = clcf_of(h->r);
+    int status = 0, rc = PT_ERROR;
 
     if (c->io.read.timedout) {
         c->io.read.timedout = 0;
@@ -1685,10 +1718,13 @@ static void discard_body(h1_conn_t *h)
             if (left <= 0)
                 goto fail;
             pt_timer_add(&c->io.read, left < clcf->lingering_timeout ? left : clcf->lingering_timeout);
-            return;
+            return PT_OK;
         }
-        if (n < 0)
+        if (n < 0) {
+            if (status == 400 && !c->io.read.eof)
+                rc = 400;
             goto fail;
+        }
         h->discarded += n;
         if (h->discarded > DISCARD_MAX)
             goto fail;
@@ -1696,17 +1732,44 @@ static void discard_body(h1_conn_t *h)
     h->discarding = 0;
     if (c->io.read.timer_set)
         pt_timer_del(&c->io.read);
-    if (h->output_done)
+    if (h->finalized && h->output_done)
         post_done(h);
-    return;
+    return PT_OK;
 
 fail:
     h->discarding = 0;
     h->force_close = 1;
+    h->r->keepalive = 0;
     if (c->io.read.timer_set)
         pt_timer_del(&c->io.read);
-    if (h->output_done)
+    if (h->finalized && h->output_done)
         post_done(h);
+    return rc;
+}
+
+/* Whether an unread body can be dropped to keep the connection. */
+static int can_discard(h1_conn_t *h)
+{
+    pt_http_request_t *r = h->r;
+    return r->keepalive && !h->force_close
+           && !(r->headers_in.expect_continue && !h->continue_sent)
+           && (h->chunked || h->body_rest - (int64_t) buffered(h) <= DISCARD_MAX);
+}
+
+static int h1_discard_body(pt_http_request_t *r)
+{
+    h1_conn_t *h = r->proto_data;
+
+    if (h->state != ST_REQUEST || h->body_done || h->discarding || h->body_reading)
+        return PT_OK;
+    r->discard_body = 1;
+    if (!can_discard(h)) {
+        r->keepalive = 0;
+        return PT_OK;
+    }
+    h->discarding = 1;
+    h->deadline = pt_current_msec + clcf_of(r)->lingering_time;
+    return discard_read(h);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1754,13 +1817,11 @@ static void h1_finalize(pt_http_request_t *r)
     }
 
     /* an unread body: discard it to keep the connection, or close */
-    if (!h->body_done) {
-        if (r->keepalive && !h->force_close
-            && !(r->headers_in.expect_continue && !h->continue_sent)
-            && (h->chunked || h->body_rest - (int64_t) buffered(h) <= DISCARD_MAX)) {
+    if (!h->body_done && !h->discarding) {
+        if (can_discard(h)) {
             h->discarding = 1;
             h->deadline = pt_current_msec + clcf_of(r)->lingering_time;
-            discard_body(h);
+            (void) discard_read(h);
         } else {
             r->keepalive = 0;
         }

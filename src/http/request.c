@@ -153,6 +153,38 @@ int pt_http_validate_host(pt_str_t *host, pt_pool_t *pool)
     return 0;
 }
 
+int pt_http_check_transfer_encoding(const pt_str_t *te)
+{
+    const char *p = te->data, *end = te->data + te->len;
+    unsigned codings = 0, chunked = 0, last_chunked = 0;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *s = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e == s)
+            return 400;                 /* empty element: "chunked,", ", x" */
+        codings++;
+        last_chunked = (e - s == 7 && pt_strncasecmp(s, "chunked", 7) == 0);
+        chunked += last_chunked;
+        if (p < end)
+            p++;                        /* the comma */
+    }
+    if (codings == 0 || !last_chunked) {
+        /* one unknown coding: we cannot decode it (501); a list whose last
+         * coding is not chunked has no reliable length (400) */
+        return codings == 1 ? 501 : 400;
+    }
+    if (chunked > 1)
+        return 400;
+    return codings == 1 ? 0 : 501;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The phase engine */
 
@@ -512,6 +544,13 @@ int pt_http_output(pt_http_request_t *r, pt_buf_t *chain)
     return pt_http_top_body_filter(r, chain);
 }
 
+int pt_http_discard_request_body(pt_http_request_t *r)
+{
+    if (r->discard_body || r->proto->discard_body == NULL)
+        return PT_OK;
+    return r->proto->discard_body(r);
+}
+
 int pt_http_send_response(pt_http_request_t *r, int status, const pt_str_t *ctype,
                           const pt_str_t *body)
 {
@@ -520,6 +559,10 @@ int pt_http_send_response(pt_http_request_t *r, int status, const pt_str_t *ctyp
 
     if (body == NULL)
         body = &empty;
+
+    rc = pt_http_discard_request_body(r);
+    if (rc != PT_OK)
+        return rc;
 
     if (status >= 301 && status <= 308 && status != 304) {
         pt_http_header_t *loc = pt_pcalloc(r->pool, sizeof(*loc));

@@ -117,6 +117,10 @@ typedef struct {
     /* Reads request body bytes into b: >0 bytes, 0 at end of body, PT_AGAIN,
      * PT_ERROR (client gone / bad framing, status in *status). */
     ssize_t (*read_body)(pt_http_request_t *r, char *buf, size_t size, int *status);
+    /* The handler will not read the body: read and drop it (in the
+     * background, bounded) so the connection can be kept alive. PT_OK, or a
+     * status to answer with (400: the body already received is malformed). */
+    int  (*discard_body)(pt_http_request_t *r);
     /* Request is done (after LOG phase): keep-alive or close. */
     void (*finalize)(pt_http_request_t *r);
     /* For Upgrade tunnels: hands the raw client connection to the caller
@@ -234,6 +238,11 @@ void pt_http_log_request(pt_http_request_t *r);
 int  pt_http_internal_redirect(pt_http_request_t *r, const pt_str_t *uri, const pt_str_t *args);
 int  pt_http_named_location(pt_http_request_t *r, const pt_str_t *name);
 
+/* Called by handlers that answer without reading the request body (the
+ * return and special responses do it themselves, as nginx): returns PT_OK or
+ * a status to finalize with (400 malformed body). */
+int  pt_http_discard_request_body(pt_http_request_t *r);
+
 /* Response output, through the filter chains. */
 int  pt_http_send_header(pt_http_request_t *r);
 int  pt_http_output(pt_http_request_t *r, pt_buf_t *chain);
@@ -257,6 +266,11 @@ const pt_str_t *pt_http_status_line(int status);
  * ":port", no trailing dot. Rejects empty names, "..", '/', '\\', NUL, CTLs,
  * whitespace and malformed "[ipv6]" literals. Returns 0 or -1 (400). */
 int  pt_http_validate_host(pt_str_t *host, pt_pool_t *pool);
+/* Checks a request's Transfer-Encoding value (RFC 9112 §6.1): 0 = exactly
+ * "chunked" (any case); 400 = chunked is not the final coding or is applied
+ * twice ("chunked, chunked", "chunked, gzip", empty elements); 501 = a coding
+ * we do not implement ("gzip", "gzip, chunked"), as nginx. */
+int  pt_http_check_transfer_encoding(const pt_str_t *te);
 
 /* Filters: nginx's pattern. A filter module saves the current top in a static
  * `next` pointer in its postconfiguration and installs itself as the top. The

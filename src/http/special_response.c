@@ -268,6 +268,8 @@ int pt_http_special_response(pt_http_request_t *r, int status)
 
     /* the client must not start sending a body for a request that failed */
     r->expect_tested = 1;
+    if (!r->header_sent && pt_http_discard_request_body(r) != PT_OK)
+        r->keepalive = 0;
 
     /* a redirect keeps its Location; anything else must not carry one */
     if (status < 300 || status > 308)
