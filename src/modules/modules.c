@@ -14,6 +14,8 @@ extern pt_module_t pt_http_rewrite_module;   /* src/modules/rewrite.c */
 extern pt_module_t pt_http_map_module;       /* src/modules/map.c */
 extern pt_module_t pt_http_log_module;       /* src/modules/access_log.c */
 extern pt_module_t pt_http_headers_module;   /* src/modules/headers.c */
+extern pt_module_t pt_http_upstream_module;  /* src/proxy/upstream_conf.c */
+extern pt_module_t pt_http_proxy_module;     /* src/proxy/proxy.c */
 
 pt_module_t *pt_modules[] = {
     &pt_core_module,
@@ -25,6 +27,8 @@ pt_module_t *pt_modules[] = {
     &pt_http_map_module,
     &pt_http_log_module,
     &pt_http_headers_module,
+    &pt_http_upstream_module,
+    &pt_http_proxy_module,
 };
 
 const size_t pt_modules_n = sizeof(pt_modules) / sizeof(pt_modules[0]);
