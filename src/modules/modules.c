@@ -15,6 +15,7 @@ extern pt_module_t pt_http_map_module;       /* src/modules/map.c */
 extern pt_module_t pt_http_log_module;       /* src/modules/access_log.c */
 extern pt_module_t pt_http_headers_module;   /* src/modules/headers.c */
 extern pt_module_t pt_http_upstream_module;  /* src/proxy/upstream_conf.c */
+extern pt_module_t pt_http_upstream_lb_module; /* src/proxy/upstream_lb.c */
 extern pt_module_t pt_http_proxy_module;     /* src/proxy/proxy.c */
 
 pt_module_t *pt_modules[] = {
@@ -28,6 +29,7 @@ pt_module_t *pt_modules[] = {
     &pt_http_log_module,
     &pt_http_headers_module,
     &pt_http_upstream_module,
+    &pt_http_upstream_lb_module,
     &pt_http_proxy_module,
 };
 
