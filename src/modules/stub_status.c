@@ -17,6 +17,9 @@ static int stub_status_handler(pt_http_request_t *r)
 {
     if (!(r->method & (PT_HTTP_GET | PT_HTTP_HEAD)))
         return 405;
+    int rc = pt_http_discard_request_body(r);
+    if (rc != PT_OK)
+        return rc;
 
     const pt_conn_stats_t *s = &pt_conn_stats;
     char *body = pt_pnalloc(r->pool, 256);
