@@ -41,6 +41,9 @@ dying_backend(mode), status_backend(code), unix_echo_backend,
 ws_echo_backend; each has .port/.url (or .path), .requests (every request
 received: .method .target .path .version .headers .body .raw bytes).
 
+TLS: tls_files (session): trustme CA + server cert (.cert_path .key_path
+.ca_path, .client_context()).
+
 Helpers: free_port(), run_portico(args), conf_test(tmp_path, text, files),
 raw_request(port, data, timeout), http_get(url, headers), parse_responses().
 """
@@ -1255,3 +1258,31 @@ def ws_echo_backend():
     b = WsEchoBackend()
     yield b
     b.close()
+
+
+class TlsFiles:
+    def __init__(self, ca, d):
+        self.ca = ca                                  # trustme.CA
+        self.ca_path = str(d / "ca.pem")
+        self.cert_path = str(d / "server.crt")        # leaf + chain
+        self.key_path = str(d / "server.key")
+
+    def client_context(self):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca_path)
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A throwaway CA (python3-trustme) and a server certificate for
+    localhost, 127.0.0.1, ::1 and *.test: .cert_path .key_path .ca_path."""
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1", "::1", "*.test", "test")
+    d = tmp_path_factory.mktemp("tls")
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(d / "server.key"))
+    for i, blob in enumerate(cert.cert_chain_pems):
+        blob.write_to_path(str(d / "server.crt"), append=i > 0)
+    return TlsFiles(ca, d)
