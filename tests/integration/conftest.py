@@ -41,6 +41,9 @@ dying_backend(mode), status_backend(code), unix_echo_backend,
 ws_echo_backend; each has .port/.url (or .path), .requests (every request
 received: .method .target .path .version .headers .body .raw bytes).
 
+short_tmp: a short dir under /tmp for unix sockets; list it BEFORE portico in
+the test's arguments so it is removed after portico stops.
+
 TLS: tls_files (session): trustme CA + server cert (.cert_path .key_path
 .ca_path, .client_context()).
 

@@ -404,3 +404,44 @@ def test_absolute_uri_selects_server_by_its_host(portico):
                               b"Connection: close\r\n\r\n")
     r = parse_responses(raw)[0]
     assert (r.status, r.body) == (200, b"b")
+
+
+# --------------------------------------------------------------------------
+# listen forms
+# --------------------------------------------------------------------------
+
+def test_listen_ipv6_unix_and_port_only(short_tmp, portico):
+    # short_tmp first: it must outlive portico (teardown is in reverse order)
+    import os
+    import socket
+    sock_path = os.path.join(short_tmp, "p.sock")
+    p = portico('''
+    http {
+        server {
+            listen [::1]:@PORT@;
+            listen unix:%s;
+            listen 127.0.0.1:@PORT2@;
+            return 200 "$server_port";
+        }
+    }''' % sock_path)
+    r = http_get("http://[::1]:%d/" % p.port)
+    assert (r.status, r.body) == (200, str(p.port).encode())
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(sock_path)
+    s.sendall(b"GET / HTTP/1.0\r\nHost: u\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert parse_responses(data)[0].status == 200, data
+    assert http_get("http://127.0.0.1:%d/" % p.ports["PORT2"]).body == str(p.ports["PORT2"]).encode()
+
+
+def test_listen_wildcard_ipv6(portico):
+    """[::]:port accepts on ::1 (ipv6only=on by default, as nginx)."""
+    p = portico('http { server { listen [::]:@PORT@; return 200 "v6"; } }')
+    assert http_get("http://[::1]:%d/" % p.port).body == b"v6"
