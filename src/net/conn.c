@@ -195,6 +195,14 @@ void pt_conn_close_idle(void)
 
     while (c != NULL) {
         pt_conn_t *next = c->reusable_next;
+        /* a connection still waiting for its first request may have one in
+         * flight that was sent before the client could know we stop (it was
+         * accepted from the shared queue): it is served, or ends with its
+         * header timeout, as nginx does */
+        if (c->requests == 0) {
+            c = next;
+            continue;
+        }
         c->close = 1;
         if (c->io.read.handler)
             pt_event_post(&c->io.read);

@@ -64,7 +64,9 @@ pt_conn_t *pt_conn_get(int fd, pt_log_t *log);
  * a second close of the same record is ignored until it is reused. */
 void pt_conn_close(pt_conn_t *c);
 void pt_conn_reusable(pt_conn_t *c, int reusable);
-/* Sets `close` on every idle connection and posts its read event (graceful). */
+/* Graceful shutdown: sets `close` on every idle keep-alive connection (on
+ * the reusable list with requests > 0) and posts its read event. Connections
+ * still waiting for their first request are left to finish (or time out). */
 void pt_conn_close_idle(void);
 unsigned pt_conn_active_count(void);
 /* Connection numbers are unique across workers when the master called

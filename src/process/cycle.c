@@ -283,7 +283,7 @@ pt_cycle_t *pt_cycle_create(pt_cycle_t *old, const pt_cycle_opts_t *opts)
     /* prefix/logs is where the default error log and pid file live; create
      * it (nginx does not) so a fresh prefix runs as is. Only when the prefix
      * itself exists: a typo'd -p should fail, not grow a tree. */
-    if (!o.signaller) {
+    {
         struct stat st;
         char logs[4096];
         if (stat(o.prefix, &st) == 0 && S_ISDIR(st.st_mode)

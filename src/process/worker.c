@@ -242,6 +242,21 @@ static void force_close(pt_conn_t *c, void *arg)
         pt_conn_close(c);
 }
 
+/* This worker's copies of the listening fds: once every process that holds
+ * a socket has closed it, the kernel stops completing handshakes on it (a
+ * socket kept by new workers after a reload stays open in them). Unix socket
+ * files are the master's to remove. */
+static void close_listening_copies(pt_cycle_t *cycle)
+{
+    pt_listening_t *all = cycle->listening.elts;
+    for (size_t i = 0; i < cycle->listening.nelts; i++) {
+        if (all[i].fd >= 0) {
+            close(all[i].fd);
+            all[i].fd = -1;
+        }
+    }
+}
+
 /* Runs the loop until stopped. Returns when it is time to exit. */
 static void worker_loop(pt_cycle_t *cycle, int single)
 {
@@ -261,6 +276,7 @@ static void worker_loop(pt_cycle_t *cycle, int single)
             exiting = 1;
             pt_log_error(PT_LOG_NOTICE, cycle->log, 0, "gracefully shutting down");
             pt_listening_stop(&cycle->listening);
+            close_listening_copies(cycle);
             pt_conn_shutting_down = 1;
             pt_conn_close_idle();
             if (ccf->worker_shutdown_timeout != PT_CONF_UNSET_MSEC)

@@ -89,16 +89,20 @@ static void test_close_idle(void)
         c[i] = pt_conn_get(pair(&peers[i]), NULL);
         c[i]->io.read.handler = on_read_close;
     }
+    c[0]->requests = 1;
+    c[2]->requests = 3;
     pt_conn_reusable(c[0], 1);
     pt_conn_reusable(c[2], 1);
     pt_conn_reusable(c[2], 0);
     pt_conn_reusable(c[2], 1);
+    pt_conn_reusable(c[1], 1);   /* fresh: waiting for its first request */
     closed_by_handler = 0;
     pt_conn_close_idle();
-    ok(c[0]->close && c[2]->close && !c[1]->close, "idle ones flagged");
+    ok(c[0]->close && c[2]->close, "idle keep-alive ones flagged");
+    ok(!c[1]->close, "a fresh connection is left to send its request");
     pt_loop_once(0);
     is_int(closed_by_handler, 2, "owners closed them in the next iteration");
-    is_int(pt_conn_active_count(), 1, "the busy one stays");
+    is_int(pt_conn_active_count(), 1, "the fresh one stays");
     pt_conn_close(c[1]);
     for (int i = 0; i < 3; i++)
         close(peers[i]);
