@@ -597,19 +597,25 @@ static int process_header(pt_upstream_t *u)
     ho->content_length_n = u->headers_in.chunked ? -1 : u->headers_in.content_length_n;
 
     pt_http_header_t *hs = u->headers_in.headers.elts;
+    const pt_str_t *conn = NULL;
+    for (size_t i = 0; i < u->headers_in.headers.nelts; i++)
+        if (pt_str_caseeq_lit(&hs[i].name, "connection"))
+            conn = &hs[i].value;
     for (size_t i = 0; i < u->headers_in.headers.nelts; i++) {
         pt_http_header_t *h = &hs[i];
         const pt_str_t *n = &h->name;
         uint32_t hash = pt_hash_lower(n->data, n->len);
         h->hash = hash;
 
-        if (is_hop_by_hop(h, hash)) {
-            if (status == 101 && pt_str_caseeq_lit(n, "upgrade")) {
-                if (!pt_http_header_add(r, &ho->list, "Upgrade", 7, h->value.data, h->value.len))
-                    return 500;
-            }
+        if (status == 101 && pt_str_caseeq_lit(n, "upgrade")) {
+            if (!pt_http_header_add(r, &ho->list, "Upgrade", 7, h->value.data, h->value.len))
+                return 500;
             continue;
         }
+        if (conn && in_connection_tokens(conn, n))
+            continue;            /* named in Connection: hop-by-hop */
+        if (is_hop_by_hop(h, hash))
+            continue;
         if (is_hidden(plcf, n))
             continue;
         if (pt_str_caseeq_lit(n, "content-type")) {

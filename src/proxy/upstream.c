@@ -151,16 +151,12 @@ void pt__upstream_finalize(pt_upstream_t *u, int rc)
 
 static void log_upstream(pt_upstream_t *u, int level, int err, const char *what)
 {
-    pt_http_request_t *r = u->r;
+    /* the connection's log context adds client, server, request and host */
     if (u->peer)
-        pt_log_error(level, ulog(u), err, "%s, client: %s, request: \"%.*s\", upstream: \"http://%.*s\"",
-                     what, r->connection->addr_text.data ? r->connection->addr_text.data : "-",
-                     (int) r->request_line.len, r->request_line.data,
+        pt_log_error(level, ulog(u), err, "%s, upstream: \"http://%.*s\"", what,
                      (int) u->peer->name.len, u->peer->name.data);
     else
-        pt_log_error(level, ulog(u), err, "%s, client: %s, request: \"%.*s\"", what,
-                     r->connection->addr_text.data ? r->connection->addr_text.data : "-",
-                     (int) r->request_line.len, r->request_line.data);
+        pt_log_error(level, ulog(u), err, "%s", what);
 }
 
 /* The client went away (or its writer failed): abandon the upstream side;
@@ -1044,7 +1040,7 @@ static void handle_head(pt_upstream_t *u, pt_h1_response_t *res, size_t head_len
         return;
     }
 
-    if (r->header_only || res->status == 204 || res->status == 304 || res->status < 200) {
+    if (r->header_only || (r->method & PT_HTTP_HEAD) || res->status == 204 || res->status == 304 || res->status < 200) {
         u->no_body = 1;
         u->length = 0;
     } else if (u->headers_in.chunked) {
