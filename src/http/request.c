@@ -158,7 +158,7 @@ int pt_http_check_transfer_encoding(const pt_str_t *te)
     const char *p = te->data, *end = te->data + te->len;
     unsigned codings = 0, chunked = 0, last_chunked = 0;
 
-    while (p < end) {
+    for (;;) {
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         const char *s = p;
@@ -168,12 +168,13 @@ int pt_http_check_transfer_encoding(const pt_str_t *te)
         while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
         if (e == s)
-            return 400;                 /* empty element: "chunked,", ", x" */
+            return 400;                 /* empty element: "chunked,", ", x", "" */
         codings++;
         last_chunked = (e - s == 7 && pt_strncasecmp(s, "chunked", 7) == 0);
         chunked += last_chunked;
-        if (p < end)
-            p++;                        /* the comma */
+        if (p == end)
+            break;
+        p++;                            /* the comma: another element follows */
     }
     if (codings == 0 || !last_chunked) {
         /* one unknown coding: we cannot decode it (501); a list whose last
