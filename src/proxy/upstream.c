@@ -151,12 +151,24 @@ void pt__upstream_finalize(pt_upstream_t *u, int rc)
 
 static void log_upstream(pt_upstream_t *u, int level, int err, const char *what)
 {
-    /* the connection's log context adds client, server, request and host */
+    /* nginx's shape: "connect() failed (111: Connection refused) while
+     * connecting to upstream": the errno goes before the " while" part; the
+     * connection's log context adds client, server, request and host */
+    char msg[400];
+    const char *w = strstr(what, " while ");
+    if (err && w) {
+        snprintf(msg, sizeof(msg), "%.*s (%d: %s)%s", (int) (w - what), what, err,
+                 strerror(err), w);
+        what = msg;
+    } else if (err) {
+        snprintf(msg, sizeof(msg), "%s (%d: %s)", what, err, strerror(err));
+        what = msg;
+    }
     if (u->peer)
-        pt_log_error(level, ulog(u), err, "%s, upstream: \"http://%.*s\"", what,
+        pt_log_error(level, ulog(u), 0, "%s, upstream: \"http://%.*s\"", what,
                      (int) u->peer->name.len, u->peer->name.data);
     else
-        pt_log_error(level, ulog(u), err, "%s", what);
+        pt_log_error(level, ulog(u), 0, "%s", what);
 }
 
 /* The client went away (or its writer failed): abandon the upstream side;
@@ -824,10 +836,14 @@ static void next_upstream(pt_upstream_t *u, unsigned ft, const char *what, int e
     close_upstream_conn(u);
     release_head_buf(u);
 
-    int retry = can_retry(u, ft, stale);
-    if (u->peer && !(stale && retry)) {
+    if (u->peer && !stale) {
         int failed = !(ft & (PT_UPSTREAM_FT_HTTP_403 | PT_UPSTREAM_FT_HTTP_404));
         u->group->balancer->free_peer(u, failed ? PT_UPSTREAM_PEER_FAILED : PT_UPSTREAM_PEER_OK);
+        u->peer = NULL;
+    }
+    int retry = can_retry(u, ft, stale);
+    if (u->peer && !retry) {
+        u->group->balancer->free_peer(u, PT_UPSTREAM_PEER_OK);
         u->peer = NULL;
     }
     if (!retry) {
