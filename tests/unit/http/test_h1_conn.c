@@ -678,6 +678,7 @@ int main(void)
     if (!ok(ls != NULL, "listening record"))
         return done_testing();
     tlog.level = PT_LOG_CRIT;
+    pt_log_use_stderr = 0;
     tlog.file = NULL;
 
     subtest("content-length body", test_content_length_body);
