@@ -9,6 +9,8 @@ extern pt_module_t pt_core_module;        /* src/process/core_module.c: main + e
 extern pt_module_t pt_http_core_module;   /* src/http/http_core.c */
 extern pt_module_t pt_http_realip_module;    /* src/modules/realip.c */
 extern pt_module_t pt_http_access_module;    /* src/modules/access.c */
+extern pt_module_t pt_http_ssl_module;       /* src/tls/tls.c */
+extern pt_module_t pt_http_v2_module;        /* src/http/h2_conn.c */
 extern pt_module_t pt_http_stub_status_module; /* src/modules/stub_status.c */
 extern pt_module_t pt_http_rewrite_module;   /* src/modules/rewrite.c */
 extern pt_module_t pt_http_map_module;       /* src/modules/map.c */
@@ -16,6 +18,7 @@ extern pt_module_t pt_http_log_module;       /* src/modules/access_log.c */
 extern pt_module_t pt_http_headers_module;   /* src/modules/headers.c */
 extern pt_module_t pt_http_upstream_module;  /* src/proxy/upstream_conf.c */
 extern pt_module_t pt_http_upstream_lb_module; /* src/proxy/upstream_lb.c */
+extern pt_module_t pt_http_upstream_zone_module; /* src/proxy/upstream_zone.c */
 extern pt_module_t pt_http_proxy_module;     /* src/proxy/proxy.c */
 
 pt_module_t *pt_modules[] = {
@@ -23,6 +26,8 @@ pt_module_t *pt_modules[] = {
     &pt_http_core_module,
     &pt_http_realip_module,
     &pt_http_access_module,
+    &pt_http_ssl_module,
+    &pt_http_v2_module,
     &pt_http_stub_status_module,
     &pt_http_rewrite_module,
     &pt_http_map_module,
@@ -30,6 +35,7 @@ pt_module_t *pt_modules[] = {
     &pt_http_headers_module,
     &pt_http_upstream_module,
     &pt_http_upstream_lb_module,
+    &pt_http_upstream_zone_module,
     &pt_http_proxy_module,
 };
 

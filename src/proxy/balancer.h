@@ -29,7 +29,8 @@ typedef struct pt_upstream_ext_s {
     pt_shmtx_t            *mutex;      /* &shared->mutex, NULL without a zone */
     pt_upstream_hc_t      *hc;         /* health_check, NULL when none */
     pt_upstream_resolve_t *resolve;    /* resolve servers, NULL when none */
-    unsigned               capacity;   /* peer slots per set (runtime additions) */
+    unsigned               capacity;   /* peer slots of the primary set (runtime additions) */
+    unsigned               backup_capacity;
     unsigned               local_generation; /* this worker's view (hash ring) */
 } pt_upstream_ext_t;
 
@@ -59,6 +60,18 @@ static inline void pt__upstream_unlock(pt_upstream_group_t *g)
     if (g->ext && g->ext->mutex)
         pt_shmtx_unlock(g->ext->mutex);
 }
+
+/* upstream_zone.c. After the peer list changed (lock held): totals, the
+ * single flag, generation++. */
+void pt__upstream_zone_changed(pt_upstream_group_t *g);
+/* Adds a peer in a zone group (lock held): a free slot, or a removed one of
+ * the same address; defaults weight=1 max_fails=1 fail_timeout=10s. NULL
+ * when the group has no zone or no slot is left. */
+pt_upstream_peer_t *pt__upstream_peer_add(pt_upstream_group_t *g, int backup,
+                                          const pt_sockaddr_t *sa, socklen_t len,
+                                          const pt_str_t *server);
+/* Marks a peer removed (lock held); in-flight requests finish. */
+void pt__upstream_peer_remove(pt_upstream_group_t *g, pt_upstream_peer_t *p);
 
 /* Per request state common to the balancers: the set tried and a bitmap of
  * the peers already tried (256 per set, beyond that not remembered). */

@@ -104,9 +104,11 @@ int pt__lb_init_peer(pt_http_request_t *r, pt_upstream_t *u, size_t size)
         return PT_ERROR;
     s->peers = u->group->peers;
     u->peer_data = s;
-    unsigned n = s->peers->number;
-    if (s->peers->next && s->peers->next->number > n)
-        n = s->peers->next->number;
+    /* as nginx: every primary and every backup peer may be tried once */
+    unsigned n = 0;
+    for (pt_upstream_peers_t *ps = s->peers; ps; ps = ps->next)
+        for (unsigned i = 0; i < ps->number; i++)
+            n += !ps->peer[i].removed;
     u->tries = n;
     return PT_OK;
 }

@@ -1,0 +1,331 @@
+/* Module "http_upstream_zone": `zone NAME [SIZE]` in an upstream block puts
+ * the group's peers (their connection counts, failures, weights, health
+ * state and the servers added at runtime) in a shared memory zone, so every
+ * worker balances and fails over as one. Without a zone, state is per worker
+ * (as nginx).
+ *
+ * The zone's init callback runs in the master after the zone is mapped and
+ * before the workers fork: it copies each group's peer sets into the zone
+ * (strings included, so nothing points into a config pool) and points
+ * group->peers at the copies; every worker inherits that pointer. Each set
+ * has spare slots for peers added at runtime (API, resolver). Slots are never
+ * reused for a different address (keep-alive pools are keyed by peer), so a
+ * removed peer stays as a tombstone marked down and removed.
+ *
+ * Across a reload a zone of the same name and size is kept: a group whose
+ * server list did not change gets its old shared state back (failures,
+ * health, runtime changes survive); otherwise it gets fresh state (the old
+ * one is left to the old workers and not freed, a bounded leak per reload).
+ *
+ * Every write to shared peers takes the group's mutex (pt__upstream_lock). */
+#include <stdio.h>
+#include <string.h>
+
+#include "balancer.h"
+#include "../config/cycle.h"
+#include "../core/time.h"
+
+#define ZONE_SPARE_PRIMARY 64
+#define ZONE_SPARE_BACKUP  16
+
+pt_module_t pt_http_upstream_zone_module;
+
+/* The zone's root object: the groups placed in it. */
+typedef struct zone_entry_s {
+    char                 name[128];
+    uint32_t             signature;   /* of the server list as configured */
+    unsigned             capacity, backup_capacity;
+    pt_upstream_shared_t *shared;
+    struct zone_entry_s *next;
+} zone_entry_t;
+
+typedef struct {
+    zone_entry_t *entries;
+} zone_root_t;
+
+/* Config-side data of a zone: the groups that use it. */
+typedef struct {
+    pt_array_t groups;      /* pt_upstream_group_t * */
+} zone_conf_t;
+
+static uint32_t signature(const pt_upstream_group_t *g)
+{
+    uint32_t h = 2166136261u;
+    for (const pt_upstream_peers_t *ps = g->peers; ps; ps = ps->next) {
+        for (unsigned i = 0; i < ps->number; i++) {
+            const pt_upstream_peer_t *p = &ps->peer[i];
+            for (size_t k = 0; k < p->name.len; k++)
+                h = (h ^ (unsigned char) p->name.data[k]) * 16777619u;
+            h = (h ^ (uint32_t) p->weight) * 16777619u;
+            h = (h ^ (uint32_t) p->max_fails) * 16777619u;
+            h = (h ^ p->down) * 16777619u;
+        }
+        h = (h ^ 0xffu) * 16777619u;
+    }
+    return h;
+}
+
+static int copy_str(pt_slab_pool_t *sp, pt_str_t *s)
+{
+    if (s->len == 0) {
+        s->data = "";
+        return 0;
+    }
+    char *d = pt_slab_alloc(sp, s->len + 1);
+    if (d == NULL)
+        return -1;
+    memcpy(d, s->data, s->len);
+    d[s->len] = '\0';
+    s->data = d;
+    return 0;
+}
+
+static pt_upstream_peers_t *copy_set(pt_slab_pool_t *sp, const pt_upstream_peers_t *src,
+                                     unsigned spare, unsigned *next_id)
+{
+    pt_upstream_peers_t *ps = pt_slab_calloc(sp, sizeof(*ps));
+    if (ps == NULL)
+        return NULL;
+    unsigned n = src ? src->number : 0;
+    ps->peer = pt_slab_calloc(sp, (n + spare) * sizeof(pt_upstream_peer_t));
+    if (ps->peer == NULL)
+        return NULL;
+    for (unsigned i = 0; i < n; i++) {
+        pt_upstream_peer_t *p = &ps->peer[i];
+        *p = src->peer[i];
+        p->next = NULL;
+        p->id = (*next_id)++;
+        if (copy_str(sp, &p->name) != 0 || copy_str(sp, &p->server) != 0)
+            return NULL;
+    }
+    ps->number = n;
+    if (src) {
+        ps->total_weight = src->total_weight;
+        ps->weighted = src->weighted;
+        ps->single = src->single;
+    }
+    return ps;
+}
+
+static int zone_init(pt_shm_zone_t *z, void *old_data)
+{
+    pt_slab_pool_t *sp = z->addr;
+    zone_conf_t *zc = z->data;
+    zone_root_t *root = old_data ? sp->data : NULL;
+
+    if (root == NULL) {
+        root = pt_slab_calloc(sp, sizeof(*root));
+        if (root == NULL)
+            return -1;
+    }
+    sp->data = root;
+    z->data = zc;   /* keep: the next reload gets root through sp->data */
+
+    pt_upstream_group_t **gs = zc->groups.elts;
+    for (size_t i = 0; i < zc->groups.nelts; i++) {
+        pt_upstream_group_t *g = gs[i];
+        pt_upstream_ext_t *ext = g->ext;
+        uint32_t sig = signature(g);
+
+        zone_entry_t *e = NULL;
+        for (zone_entry_t *it = root->entries; it; it = it->next) {
+            if (strlen(it->name) == g->name.len && memcmp(it->name, g->name.data, g->name.len) == 0) {
+                e = it;
+                break;
+            }
+        }
+        if (e && e->signature == sig && e->shared) {
+            /* unchanged group: the state survives the reload */
+            ext->shared = e->shared;
+            ext->mutex = &e->shared->mutex;
+            g->peers = e->shared->peers;
+            pt_upstream_peers_t *ps = g->peers;
+            ext->capacity = e->capacity;
+            ext->backup_capacity = e->backup_capacity;
+            (void) ps;
+            continue;
+        }
+        if (e == NULL) {
+            e = pt_slab_calloc(sp, sizeof(*e));
+            if (e == NULL)
+                return -1;
+            snprintf(e->name, sizeof(e->name), "%.*s", (int) g->name.len, g->name.data);
+            e->next = root->entries;
+            root->entries = e;
+        }
+        pt_upstream_shared_t *sh = pt_slab_calloc(sp, sizeof(*sh));
+        if (sh == NULL || pt_shmtx_init(&sh->mutex) != 0)
+            return -1;
+        sh->next_id = 0;
+        pt_upstream_peers_t *prim = copy_set(sp, g->peers, ZONE_SPARE_PRIMARY, &sh->next_id);
+        pt_upstream_peers_t *back = copy_set(sp, g->peers->next, ZONE_SPARE_BACKUP, &sh->next_id);
+        if (prim == NULL || back == NULL)
+            return -1;     /* the cycle logs that the zone could not be initialized */
+        prim->next = back;
+        sh->peers = prim;
+        e->shared = sh;
+        e->signature = sig;
+        ext->shared = sh;
+        ext->mutex = &sh->mutex;
+        ext->capacity = prim->number + ZONE_SPARE_PRIMARY;
+        ext->backup_capacity = back->number + ZONE_SPARE_BACKUP;
+        e->capacity = ext->capacity;
+        e->backup_capacity = ext->backup_capacity;
+        g->peers = prim;
+        pt__upstream_zone_changed(g);
+    }
+    return 0;
+}
+
+/* Recomputes what depends on the peer list (call with the lock held). */
+void pt__upstream_zone_changed(pt_upstream_group_t *g)
+{
+    for (pt_upstream_peers_t *ps = g->peers; ps; ps = ps->next) {
+        int total = 0;
+        unsigned live = 0;
+        for (unsigned i = 0; i < ps->number; i++) {
+            if (ps->peer[i].removed)
+                continue;
+            total += ps->peer[i].weight;
+            live++;
+            if (ps->peer[i].weight != 1)
+                ps->weighted = 1;
+        }
+        ps->total_weight = total;
+        if (ps == g->peers)
+            ps->single = live == 1 && ps->number == 1
+                         && (ps->next == NULL || ps->next->number == 0);
+    }
+    if (g->ext && g->ext->shared)
+        g->ext->shared->generation++;
+}
+
+pt_upstream_peer_t *pt__upstream_peer_add(pt_upstream_group_t *g, int backup,
+                                          const pt_sockaddr_t *sa, socklen_t len,
+                                          const pt_str_t *server)
+{
+    pt_upstream_ext_t *ext = g->ext;
+    if (ext == NULL || ext->shared == NULL)
+        return NULL;
+    pt_slab_pool_t *sp = ext->zone->addr;
+    pt_upstream_peers_t *ps = backup ? g->peers->next : g->peers;
+    if (ps == NULL)
+        return NULL;
+
+    pt_upstream_peer_t *p = NULL;
+    /* a tombstone of the same address comes back to life */
+    for (unsigned i = 0; i < ps->number; i++) {
+        pt_upstream_peer_t *q = &ps->peer[i];
+        if (q->removed && q->conns == 0 && q->socklen == len && memcmp(&q->sockaddr, sa, len) == 0) {
+            p = q;
+            break;
+        }
+    }
+    if (p == NULL) {
+        unsigned cap = backup ? ext->backup_capacity : ext->capacity;
+        if (ps->number >= cap)
+            return NULL;
+        p = &ps->peer[ps->number];
+        memset(p, 0, sizeof(*p));
+        char text[160];
+        size_t tl = pt_sockaddr_text(&sa->sa, len, text, sizeof(text), 1);
+        char *name = pt_slab_alloc(sp, tl + 1);
+        char *srv = pt_slab_alloc(sp, server->len + 1);
+        if (name == NULL || srv == NULL) {
+            if (name)
+                pt_slab_free(sp, name);
+            if (srv)
+                pt_slab_free(sp, srv);
+            return NULL;
+        }
+        memcpy(name, text, tl);
+        name[tl] = '\0';
+        memcpy(srv, server->data, server->len);
+        srv[server->len] = '\0';
+        p->name.data = name;
+        p->name.len = tl;
+        p->server.data = srv;
+        p->server.len = server->len;
+        p->sockaddr = *sa;
+        p->socklen = len;
+        ps->number++;
+    }
+    p->id = ext->shared->next_id++;
+    p->removed = 0;
+    p->down = 0;
+    p->drain = 0;
+    p->unhealthy = 0;
+    p->fails = 0;
+    p->hc_fails = p->hc_passes = 0;
+    p->weight = 1;
+    p->effective_weight = 1;
+    p->current_weight = 0;
+    p->max_fails = 1;
+    p->fail_timeout = 10000;
+    p->start_time = pt_current_msec;
+    return p;
+}
+
+void pt__upstream_peer_remove(pt_upstream_group_t *g, pt_upstream_peer_t *p)
+{
+    (void) g;
+    p->removed = 1;
+    p->down = 1;     /* the round robin balancer knows only "down" */
+}
+
+/* ------------------------------------------------------------------------ */
+/* Directive */
+
+static const char *zone_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
+{
+    pt_upstream_group_t *g = conf;
+    pt_str_t *value = cf->args->elts;
+    (void) cmd;
+
+    pt_upstream_ext_t *ext = pt__upstream_ext(cf, g);
+    if (ext == NULL)
+        return "failed (out of memory)";
+    if (ext->zone)
+        return "is duplicate";
+    int64_t size = 0;
+    if (cf->args->nelts == 3) {
+        size = pt_conf_parse_size(&value[2]);
+        if (size < 0) {
+            pt_conf_error(cf, PT_LOG_EMERG, 0, "invalid zone size \"%s\"", value[2].data);
+            return PT_CONF_ERROR;
+        }
+        if (size < 64 * 1024) {
+            pt_conf_error(cf, PT_LOG_EMERG, 0, "zone \"%s\" is too small", value[1].data);
+            return PT_CONF_ERROR;
+        }
+    }
+    pt_shm_zone_t *z = pt_shm_zone_add(cf, &value[1], (size_t) size, &pt_http_upstream_zone_module);
+    if (z == NULL)
+        return PT_CONF_ERROR;
+    zone_conf_t *zc = z->data;
+    if (zc == NULL) {
+        zc = pt_pcalloc(cf->pool, sizeof(*zc));
+        if (zc == NULL || pt_array_init(&zc->groups, cf->pool, 2, sizeof(pt_upstream_group_t *)) != 0)
+            return "failed (out of memory)";
+        z->data = zc;
+        z->init = zone_init;
+    }
+    pt_upstream_group_t **slot = pt_array_push(&zc->groups);
+    if (slot == NULL)
+        return "failed (out of memory)";
+    *slot = g;
+    ext->zone = z;
+    ext->zone_name = z->name;
+    ext->zone_size = size;
+    return PT_CONF_OK;
+}
+
+static const pt_command_t zone_commands[] = {
+    { "zone", PT_CTX_UPS, 0, 1, 2, zone_cmd, PT_CONF_BLOCK_DATA, 0, NULL },
+    PT_COMMAND_END
+};
+
+pt_module_t pt_http_upstream_zone_module = {
+    .name = "http_upstream_zone",
+    .commands = zone_commands,
+};
