@@ -16,9 +16,14 @@ extern pt_module_t pt_http_rewrite_module;   /* src/modules/rewrite.c */
 extern pt_module_t pt_http_map_module;       /* src/modules/map.c */
 extern pt_module_t pt_http_log_module;       /* src/modules/access_log.c */
 extern pt_module_t pt_http_headers_module;   /* src/modules/headers.c */
+extern pt_module_t pt_http_try_files_module; /* src/modules/try_files.c */
+extern pt_module_t pt_http_index_module;     /* src/modules/index.c */
+extern pt_module_t pt_http_autoindex_module; /* src/modules/autoindex.c */
+extern pt_module_t pt_http_static_module;    /* src/modules/static.c */
 extern pt_module_t pt_http_upstream_module;  /* src/proxy/upstream_conf.c */
 extern pt_module_t pt_http_upstream_lb_module; /* src/proxy/upstream_lb.c */
 extern pt_module_t pt_http_upstream_zone_module; /* src/proxy/upstream_zone.c */
+extern pt_module_t pt_http_upstream_hc_module; /* src/proxy/health.c */
 extern pt_module_t pt_http_proxy_module;     /* src/proxy/proxy.c */
 
 pt_module_t *pt_modules[] = {
@@ -33,9 +38,14 @@ pt_module_t *pt_modules[] = {
     &pt_http_map_module,
     &pt_http_log_module,
     &pt_http_headers_module,
+    &pt_http_try_files_module,
+    &pt_http_index_module,      /* content: index, then autoindex, then static */
+    &pt_http_autoindex_module,
+    &pt_http_static_module,
     &pt_http_upstream_module,
     &pt_http_upstream_lb_module,
     &pt_http_upstream_zone_module,
+    &pt_http_upstream_hc_module,
     &pt_http_proxy_module,
 };
 
