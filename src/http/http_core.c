@@ -7,6 +7,8 @@
  * (location trees and matching). */
 #include "core.h"
 #include "h1_conn.h"
+#include "h2_conn.h"
+#include "../tls/tls.h"
 #include "../config/cycle.h"
 
 #include <errno.h>
@@ -1928,7 +1930,17 @@ static int add_listening(pt_conf_t *cf, const pt_http_listen_opt_t *opt, pt_http
         ls->ssl |= port->addrs[i].ssl;
         ls->http2 |= port->addrs[i].http2;
     }
-    ls->handler = pt_http_init_connection;
+    /* TLS listeners start with the handshake (then ALPN picks h1 or h2);
+     * plain ones with h2c enabled look for the HTTP/2 preface first */
+    int h2c = 0;
+    for (unsigned i = 0; i < port->naddrs; i++)
+        h2c |= port->addrs[i].http2 || port->addrs[i].default_server->http2;
+    if (ls->ssl)
+        ls->handler = pt_tls_init_connection;
+    else if (h2c)
+        ls->handler = pt_http2_detect_connection;
+    else
+        ls->handler = pt_http_init_connection;
     ls->servers = port;
     if (ls->log == NULL)
         ls->log = cycle->log;

@@ -172,6 +172,11 @@ void pt_conn_close(pt_conn_t *c)
         return;
     if (c->reusable)
         idle_unlink(c);
+    if (c->on_close) {
+        void (*fn)(pt_conn_t *) = c->on_close;
+        c->on_close = NULL;
+        fn(c);
+    }
     if (c->io.fd >= 0) {
         pt_loop_del_io(&c->io);
         close(c->io.fd);

@@ -36,6 +36,9 @@ struct pt_conn_s {
     ssize_t       (*recv)(pt_conn_t *c, char *buf, size_t size);
     ssize_t       (*send)(pt_conn_t *c, const char *buf, size_t size);
     ssize_t       (*writev)(pt_conn_t *c, struct iovec *iov, int n);
+    /* Called by pt_conn_close() while the fd is still open (TLS sends its
+     * close_notify here); NULL for plain connections. */
+    void          (*on_close)(pt_conn_t *c);
     pt_conn_t      *reusable_next, *reusable_prev;
     unsigned        reusable:1;    /* on the idle list */
     unsigned        close:1;       /* set by shutdown: owner should close at the next chance */
