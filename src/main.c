@@ -335,6 +335,22 @@ static int dump_config(pt_cycle_t *cycle)
     return 0;
 }
 
+/* Process lifetime; released by done() on the paths that return. */
+static char      *prefix;
+static char      *conf_file;
+static pt_pool_t *pool;
+
+static int done(int rc)
+{
+    if (pool)
+        pt_pool_destroy(pool);
+    free(prefix);
+    free(conf_file);
+    pool = NULL;
+    prefix = conf_file = NULL;
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     cli_t cli;
@@ -356,13 +372,12 @@ int main(int argc, char **argv)
     pt_time_init();
     pt_modules_init(pt_modules, pt_modules_n);
 
-    char *prefix = make_prefix(cli.prefix ? cli.prefix : PT_PREFIX);
-    char *conf_file = prefix ? full_path(prefix, cli.conf_file ? cli.conf_file : PT_CONF_PATH)
-                             : NULL;
-    pt_pool_t *pool = pt_pool_create(1024);
+    prefix = make_prefix(cli.prefix ? cli.prefix : PT_PREFIX);
+    conf_file = prefix ? full_path(prefix, cli.conf_file ? cli.conf_file : PT_CONF_PATH) : NULL;
+    pool = pt_pool_create(1024);
     if (prefix == NULL || conf_file == NULL || pool == NULL) {
         pt_cli_message("[emerg] out of memory");
-        return 1;
+        return done(1);
     }
 
     startup_log(prefix, cli.error_log, pool);
@@ -385,7 +400,7 @@ int main(int argc, char **argv)
     if (cycle == NULL) {
         if (cli.test)
             pt_cli_message("configuration file %s test failed", conf_file);
-        return 1;
+        return done(1);
     }
 
     if (cli.test) {
@@ -395,19 +410,13 @@ int main(int argc, char **argv)
         if (cli.dump && dump_config(cycle) != 0)
             rc = 1;
         pt_cycle_destroy(cycle);
-        pt_pool_destroy(pool);
-        free(prefix);
-        free(conf_file);
-        return rc;
+        return done(rc);
     }
 
     if (cli.signal) {
         int rc = pt_signal_process(cycle, cli.signal);
         pt_cycle_destroy(cycle);
-        pt_pool_destroy(pool);
-        free(prefix);
-        free(conf_file);
-        return rc;
+        return done(rc);
     }
 
     return pt_master_run(cycle);

@@ -464,7 +464,9 @@ def test_reload_keeps_serving(portico):
 
 def test_worker_crash_is_respawned(portico):
     port = my_port()
-    p = portico(serve("alive", port), workers=1, allow_alert=True)
+    # under ASan, let SIGSEGV kill the worker as it would without it
+    p = portico(serve("alive", port), workers=1, allow_alert=True,
+                env={"ASAN_OPTIONS": "handle_segv=0:detect_leaks=1"})
     (w,) = p.wait_workers(1)
     time.sleep(1.1)   # past the quick-death window: respawn at once
     os.kill(w, signal.SIGSEGV)
