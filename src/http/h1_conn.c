@@ -211,7 +211,8 @@ static char *format_hex(char *p, uint64_t v)
 
 static inline char *cpy(char *p, const char *s, size_t n)
 {
-    memcpy(p, s, n);
+    if (n)
+        memcpy(p, s, n);
     return p + n;
 }
 
