@@ -84,7 +84,11 @@ static int index_handler(pt_http_request_t *r)
             if (err == ENOENT && !dir_tested) {
                 /* is it only this index that is missing, or the directory? */
                 path.data[path.len] = '\0';
-                int derr = stat(path.data, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+                int derr = 0;
+                if (stat(path.data, &st) != 0)
+                    derr = errno;
+                else if (!S_ISDIR(st.st_mode))
+                    derr = ENOTDIR;
                 path.data[path.len] = name.data[0];
                 if (derr)
                     return dir_error(r, path.data, derr);
