@@ -405,7 +405,8 @@ int pt_h1_parse_request(const char *buf, size_t len, pt_h1_request_t *req,
     line = p;
 
     /* method SP */
-    while (p < end && tchar[(unsigned char) *p])
+    /* nginx's method alphabet: upper-case letters, '_' and '-' ("get" is 400) */
+    while (p < end && ((*p >= 'A' && *p <= 'Z') || *p == '_' || *p == '-'))
         p++;
     if (p == end)
         goto again_line;
@@ -460,6 +461,11 @@ int pt_h1_parse_request(const char *buf, size_t len, pt_h1_request_t *req,
         st = 414;
         goto error;
     }
+    /* The target is checked before the version, so the HTTP/2 preface
+     * ("PRI * HTTP/2.0") on a plain HTTP/1 port is a 400, as nginx answers. */
+    method = pt_h1_method_id(&req->method);
+    if (parse_target(req, method) != 0)
+        goto error;
     if (v[5] != '1') {
         st = 505;                /* HTTP/0.x, HTTP/2.0 and up */
         goto error;
@@ -468,10 +474,6 @@ int pt_h1_parse_request(const char *buf, size_t len, pt_h1_request_t *req,
     req->protocol.len = 8;
     req->version = v[7] == '0' ? 10 : 11;    /* HTTP/1.2..1.9 behave as 1.1 */
     req->request_line_len = (size_t) (lend - line);
-
-    method = pt_h1_method_id(&req->method);
-    if (parse_target(req, method) != 0)
-        goto error;
 
     p = parse_headers(p, end, req->headers, req->nheaders, &nh, max_line,
                       allow_underscores, &rc, &too_large);

@@ -47,7 +47,7 @@ static slot_t *table_find(const table_t *t, const char *p, size_t len, uint32_t 
         slot_t *s = &t->s[k];
         if (s->key.data == NULL)
             return NULL;
-        if (s->hash == h && s->key.len == len && memcmp(s->key.data, p, len) == 0)
+        if (s->hash == h && s->key.len == len && (len == 0 || memcmp(s->key.data, p, len) == 0))
             return s;
     }
 }
