@@ -994,6 +994,11 @@ static const char *http_block(pt_conf_t *cf, const pt_command_t *cmd, void *conf
     if (pt_http_variables_init(cf) != 0)
         goto done;
 
+    /* Filter modules chain themselves in postconfiguration; a reload parses
+     * again in the same (master) process, so start from the bare writer or a
+     * filter would find itself at the top and call itself forever. */
+    pt_http_filters_reset();
+
     for (size_t i = 0; i < nm; i++) {
         pt_module_t *m = cycle->modules[i];
         if (m->postconfiguration && m->postconfiguration(cf) != 0)
