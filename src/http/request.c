@@ -322,10 +322,10 @@ void pt_http_core_run_phases(pt_http_request_t *r)
                 }
             }
             if (ph->handler == NULL) {
-                /* nothing produced content: nginx answers 404, or 403 for a
-                 * directory request without an index */
-                rc = (r->uri.len && r->uri.data[r->uri.len - 1] == '/') ? 403 : 404;
-                pt_http_finalize_request(r, rc);
+                /* nothing produced content. Without a static module there
+                 * are no files: 404, as nginx answers for a missing file or
+                 * a missing directory (403 would need an existing one) */
+                pt_http_finalize_request(r, 404);
                 return;
             }
             rc = ph->handler(r);
