@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -282,6 +283,19 @@ static char *make_prefix(const char *p)
     return s;
 }
 
+static void make_logs_dir(const char *pfx)
+{
+    struct stat st;
+    char logs[PATH_MAX];
+
+    if (stat(pfx, &st) != 0 || !S_ISDIR(st.st_mode))
+        return;   /* a mistyped -p should fail, not grow a tree */
+    if (snprintf(logs, sizeof(logs), "%slogs", pfx) >= (int) sizeof(logs))
+        return;
+    if (mkdir(logs, 0755) != 0 && errno != EEXIST)
+        pt_cli_message("[warn] mkdir() \"%s\" failed (%d: %s)", logs, errno, strerror(errno));
+}
+
 /* The log used until the configuration names one: -e (a file, or stderr),
  * else prefix/logs/error.log when it can be opened. Serious messages are
  * echoed to the terminal as "portico: [emerg] ..." in any case (a target
@@ -306,9 +320,9 @@ static void startup_log(const char *prefix, const char *elog, pt_pool_t *pool)
         return;
     pt_open_file_t *f = pt_open_file_get(pool, &files, path);
     if (f == NULL) {
-        if (elog != NULL)
-            pt_cli_message("[alert] could not open error log file: open() \"%s\" failed (%d: %s)",
-                           path, errno, strerror(errno));
+        /* nginx's warning, and it goes on with the terminal only */
+        pt_cli_message("[alert] could not open error log file: open() \"%s\" failed (%d: %s)",
+                       path, errno, strerror(errno));
         /* terminal only: nothing written to fd 2 in full format */
         log.level = PT_LOG_STDERR;
         log.file = NULL;
@@ -380,6 +394,10 @@ int main(int argc, char **argv)
         return done(1);
     }
 
+    /* a server start in a fresh prefix gets its logs directory (nginx's -t
+     * and -s do not create it; neither do ours) */
+    if (!cli.test && cli.signal == NULL)
+        make_logs_dir(prefix);
     startup_log(prefix, cli.error_log, pool);
 
     pt_cycle_opts_t opts;

@@ -280,9 +280,11 @@ pt_cycle_t *pt_cycle_create(pt_cycle_t *old, const pt_cycle_opts_t *opts)
     if (o.conf_default && access(o.conf_file, F_OK) != 0 && errno == ENOENT)
         cycle->builtin_conf = 1;
 
-    /* prefix/logs is where the default error log and pid file live; create
-     * it (nginx does not) so a fresh prefix runs as is. Only when the prefix
-     * itself exists: a typo'd -p should fail, not grow a tree. */
+    /* prefix/logs is where the default error log and pid file live; a
+     * server start creates it (main.c) so a fresh prefix runs as is, and the
+     * same configuration must then pass -t: create it here too. Only when
+     * the prefix itself exists: a mistyped -p should fail, not grow a tree.
+     * (-s parses the configuration too, and its error_log files open.) */
     {
         struct stat st;
         char logs[4096];
