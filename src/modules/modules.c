@@ -24,6 +24,8 @@ extern pt_module_t pt_http_upstream_module;  /* src/proxy/upstream_conf.c */
 extern pt_module_t pt_http_upstream_lb_module; /* src/proxy/upstream_lb.c */
 extern pt_module_t pt_http_upstream_zone_module; /* src/proxy/upstream_zone.c */
 extern pt_module_t pt_http_upstream_hc_module; /* src/proxy/health.c */
+extern pt_module_t pt_http_upstream_resolve_module; /* src/proxy/resolver.c */
+extern pt_module_t pt_http_api_module;       /* src/proxy/api.c */
 extern pt_module_t pt_http_proxy_module;     /* src/proxy/proxy.c */
 
 pt_module_t *pt_modules[] = {
@@ -46,6 +48,8 @@ pt_module_t *pt_modules[] = {
     &pt_http_upstream_lb_module,
     &pt_http_upstream_zone_module,
     &pt_http_upstream_hc_module,
+    &pt_http_upstream_resolve_module,
+    &pt_http_api_module,
     &pt_http_proxy_module,
 };
 

@@ -180,4 +180,12 @@ typedef struct {
 uint32_t pt__lb_random(void);
 void     pt__lb_random_seed(uint64_t seed);
 
+/* resolver.c: the DNS messages. query: writes a query (RD set, class IN);
+ * returns its length, 0 when the name does not fit. parse: a response's id,
+ * rcode, minimum TTL and its A/AAAA answers with `port`; returns how many
+ * addresses, -1 when malformed. */
+size_t pt__dns_query(uint8_t *buf, size_t cap, uint16_t id, const char *host, uint16_t qtype);
+int    pt__dns_parse(const uint8_t *m, size_t len, uint16_t *id, int *rcode, uint32_t *ttl,
+                     in_port_t port, pt_sockaddr_t *out, socklen_t *outlen, unsigned max);
+
 #endif
