@@ -77,6 +77,8 @@ typedef struct {
     unsigned  max_conns;
     unsigned  backup:1;
     unsigned  down:1;
+    unsigned  resolve:1;          /* issue 4: re-resolved at runtime (resolver.c) */
+    int64_t   slow_start;         /* issue 4: ms, 0 none */
 } pt_upstream_server_t;
 
 /* Free-peer states. */
