@@ -42,6 +42,7 @@ enum { STAT_NONE = 0, STAT_READING, STAT_WRITING, STAT_WAITING };
  * when the size is unknown and it grows past it, the connection closes. */
 #define DISCARD_MAX   (1024 * 1024)
 #define IOV_N         64
+#define FAIR_READS    4       /* reads of dropped input per wakeup */
 #define STACK_HEADERS 64
 
 /* Chunk framing ("\r\n" "1f40" "\r\n") queued between body buffers. Lives in
@@ -1751,7 +1752,11 @@ static int discard_read(h1_conn_t *h)
         c->io.read.timedout = 0;
         goto fail;
     }
-    for (;;) {
+    for (int i = 0;; i++) {
+        if (i == FAIR_READS) {
+            pt_event_post(&c->io.read);
+            return PT_OK;
+        }
         ssize_t n = body_input(h, drop_buf, sizeof(drop_buf), &status);
         if (n == 0)
             break;
@@ -1917,7 +1922,12 @@ static void linger_read(h1_conn_t *h)
         close_conn(h);
         return;
     }
-    for (;;) {
+    for (int i = 0;; i++) {
+        if (i == FAIR_READS) {
+            /* a fast sender gets one slice per loop iteration, no more */
+            pt_event_post(&c->io.read);
+            return;
+        }
         ssize_t n = c->recv(c, drop_buf, sizeof(drop_buf));
         if (n == PT_IO_AGAIN) {
             int64_t left = h->deadline - pt_current_msec;
