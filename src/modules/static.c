@@ -143,6 +143,8 @@ int pt_http_static_map_uri(pt_http_request_t *r, const pt_str_t *uri, pt_str_t *
     p[len] = '\0';
     path->data = p;
     path->len = len;
+    if (memchr(p, '\0', len) != NULL)
+        return PT_DECLINED;             /* open() would see a shorter name */
 
     if (alias != 0 && alias != SIZE_MAX && rest.len) {
         /* The uri has no ".." segment (the parser normalises it), but the
@@ -574,7 +576,8 @@ static int static_handler(pt_http_request_t *r)
     if (rc == PT_DECLINED) {
         if (clcf->log_not_found)
             pt_log_error(PT_LOG_ERR, req_log(r), 0,
-                         "\"%s\" has a \"..\" segment made by \"alias\", refused", path.data);
+                         "refused \"%s\": the uri would leave the \"alias\" directory",
+                         path.data);
         return 404;
     }
 
@@ -659,7 +662,7 @@ static int static_handler(pt_http_request_t *r)
     ctx->end = size;
 
     pt_http_header_t *range = header_in(r, "Range", 5);
-    if (clcf->max_ranges != 0 && r->method == PT_HTTP_GET && range && size > 0
+    if (clcf->max_ranges != 0 && range && size > 0
         && if_range_matches(r, mtime, etag.len ? &etag : NULL)) {
         int64_t s = 0, e = 0;
         int kind = parse_range(&range->value, size, clcf->max_ranges, &s, &e);

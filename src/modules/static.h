@@ -23,8 +23,8 @@ int pt_http_static_root(pt_http_request_t *r, pt_str_t *root);
  * and has `reserve` spare bytes after the NUL for the caller (an index name).
  * Returns PT_OK, PT_ERROR (allocation or evaluation failure), or PT_DECLINED
  * when an alias joined with the rest of the uri would make a ".." segment
- * ("location /static { alias /srv/static/; }" and "/static../x"): the caller
- * answers as for a missing file. */
+ * ("location /static { alias /srv/static/; }" and "/static../x") or the
+ * path has a NUL byte: the caller answers as for a missing file. */
 int pt_http_static_map_uri(pt_http_request_t *r, const pt_str_t *uri, pt_str_t *path,
                            size_t reserve);
 

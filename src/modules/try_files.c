@@ -62,7 +62,7 @@ static int try_one(pt_http_request_t *r, const try_file_t *tf, const pt_str_t *r
         return 0;
     /* a name made from variables ($arg_x, $http_*) could climb out of the
      * root; $uri itself never has ".." (the parser normalises it) */
-    if (pt_http_static_has_dotdot(name.data, name.len))
+    if (pt_http_static_has_dotdot(name.data, name.len) || memchr(name.data, '\0', name.len))
         return 0;
 
     rel = name;

@@ -294,6 +294,7 @@ def test_alias_without_trailing_slash_cannot_escape(portico):
               files={"secret.txt": "secret\n"})
     assert get(p, "/static/app.css").status == 200
     assert get(p, "/static../secret.txt").status == 404
+    assert "the uri would leave the \"alias\" directory" in p.error_log()
 
 
 def test_alias_regex_location(portico):
@@ -483,6 +484,11 @@ def test_ranges(portico):
     assert r.status == 200 and r.body == body
     r = get(p, "/r.bin", {"Range": "bytes=0-3", "If-Range": full.headers["Last-Modified"]})
     assert r.status == 206
+    # HEAD gets the range's head
+    data = raw_request(p.port, b"HEAD /r.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 206") and b"Content-Range: bytes 0-9/1024" in data
+    assert data.endswith(b"\r\n\r\n")
 
 
 # --------------------------------------------------------------------------
