@@ -96,8 +96,10 @@ static inline void pt__lb_mark(pt_lb_state_t *s, unsigned i)
  * failed within fail_timeout or at max_conns. */
 int pt__upstream_peer_is_usable(const pt_upstream_peer_t *p, int64_t now);
 
-/* The weight p has now: its effective weight, ramped up over slow_start
- * after it became usable again (at least 1). */
+/* The weight p has now, in 1/PT_LB_WEIGHT_SCALE units: its effective
+ * weight, ramped up over slow_start after it became usable again (at least 1
+ * unit, so a recovering peer of weight 1 still starts with a small share). */
+#define PT_LB_WEIGHT_SCALE 16
 int pt__upstream_peer_weight(const pt_upstream_peer_t *p, int64_t now);
 
 /* Bookkeeping when p is chosen (conns, the probe after fail_timeout). */

@@ -30,15 +30,17 @@ int pt__upstream_peer_is_usable(const pt_upstream_peer_t *p, int64_t now)
 
 int pt__upstream_peer_weight(const pt_upstream_peer_t *p, int64_t now)
 {
-    int w = p->effective_weight;
+    /* in 1/PT_LB_WEIGHT_SCALE units so that even a weight of 1 can ramp */
+    int64_t w = (int64_t) p->effective_weight * PT_LB_WEIGHT_SCALE;
     if (p->slow_start > 0 && p->start_time > 0 && now - p->start_time < p->slow_start) {
-        int64_t ramp = (int64_t) p->weight * (now - p->start_time) / p->slow_start;
+        int64_t ramp = (int64_t) p->weight * PT_LB_WEIGHT_SCALE * (now - p->start_time)
+                       / p->slow_start;
         if (ramp < 1)
             ramp = 1;
         if (ramp < w)
-            w = (int) ramp;
+            w = ramp;
     }
-    return w;
+    return (int) w;
 }
 
 void pt__upstream_peer_take(pt_upstream_peer_t *p, int64_t now)

@@ -388,9 +388,12 @@ static void test_slow_start(void)
 {
     pt_upstream_peer_t p = { .weight = 10, .effective_weight = 10, .slow_start = 10000 };
     p.start_time = 1000;
-    is_int(pt__upstream_peer_weight(&p, 1000), 1, "slow_start: weight 1 at the start");
-    is_int(pt__upstream_peer_weight(&p, 6000), 5, "half way: half the weight");
-    is_int(pt__upstream_peer_weight(&p, 11000), 10, "after slow_start: full weight");
+    is_int(pt__upstream_peer_weight(&p, 1000), 1, "slow_start: one unit at the start");
+    is_int(pt__upstream_peer_weight(&p, 6000), 5 * PT_LB_WEIGHT_SCALE, "half way: half the weight");
+    is_int(pt__upstream_peer_weight(&p, 11000), 10 * PT_LB_WEIGHT_SCALE, "after slow_start: full weight");
+    pt_upstream_peer_t q = { .weight = 1, .effective_weight = 1, .slow_start = 10000, .start_time = 1000 };
+    ok(pt__upstream_peer_weight(&q, 2000) < PT_LB_WEIGHT_SCALE, "weight 1 ramps too (%d)",
+       pt__upstream_peer_weight(&q, 2000));
 }
 
 int main(void)
