@@ -927,13 +927,15 @@ static int copy_headers(pt_upstream_t *u, const char *base, size_t head_len)
 static void start_tunnel(pt_upstream_t *u)
 {
     pt_http_request_t *r = u->r;
-    if (r->proto->pending(r) > 0) {
+    pt_buf_t *preread = NULL;
+    /* detach flushes the 101 head itself; it refuses while the client's
+     * socket is full: then wait for the writer to drain */
+    pt_conn_t *client = r->proto->detach ? r->proto->detach(r, &preread) : NULL;
+    if (client == NULL && r->proto->detach && r->proto->pending(r) > 0 && !r->aborted) {
         u->tunnel_wait = 1;
         return;
     }
     u->tunnel_wait = 0;
-    pt_buf_t *preread = NULL;
-    pt_conn_t *client = r->proto->detach ? r->proto->detach(r, &preread) : NULL;
     if (client == NULL) {
         log_upstream(u, PT_LOG_ERR, 0, "cannot upgrade this connection");
         close_upstream_conn(u);
