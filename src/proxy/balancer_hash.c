@@ -278,14 +278,27 @@ const pt_upstream_balancer_t pt_upstream_balancer_ip_hash = {
 /* ------------------------------------------------------------------------ */
 /* hash KEY [consistent] */
 
+static void ring_free(void *data)
+{
+    pt_lb_ring_t *ring = data;
+    free(ring->points);
+    ring->points = NULL;
+    ring->number = 0;
+}
+
 static int hash_init_group(pt_conf_t *cf, pt_upstream_group_t *g)
 {
     pt__lb_init_weights(g);
     if (pt__lb_no_backup(cf, g, "hash") != 0)
         return -1;
     pt_lb_hash_conf_t *hc = g->balancer_conf;
-    if (hc && hc->consistent && pt__lb_ring_build(&hc->ring, g->peers) != 0)
-        return -1;
+    if (hc && hc->consistent) {
+        if (pt__lb_ring_build(&hc->ring, g->peers) != 0)
+            return -1;
+        /* the ring is malloc'ed (workers rebuild it): freed with the config */
+        if (cf && pt_pool_cleanup_add(cf->pool, ring_free, &hc->ring) != 0)
+            return -1;
+    }
     return 0;
 }
 
