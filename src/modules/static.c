@@ -8,11 +8,13 @@
  *     ETag "mtime-size" (hex), Accept-Ranges;
  *   - If-Unmodified-Since / If-Match -> 412; If-Modified-Since (per
  *     if_modified_since) / If-None-Match -> 304;
- *   - one byte range -> 206 + Content-Range (If-Range honoured, max_ranges);
- *     several ranges -> the whole file (200); unsatisfiable -> 416;
+ *   - Range: one range -> 206 + Content-Range; several -> 206
+ *     multipart/byteranges; If-Range and max_ranges honoured; ranges that add
+ *     up to more than the file -> the whole file; unsatisfiable -> 416;
  *   - 404 / 403 / 500 for a failed open(), logged as nginx does.
  *
- * The body is read with pread(2) into 64 KiB I/O buffers handed to
+ * The body (file slices and, for multipart, the part headers between them)
+ * is read with pread(2) into 64 KiB I/O buffers handed to
  * pt_http_output(). When the writer says PT_AGAIN the handler stops and
  * continues from r->write_event_handler once the queue has drained, so a
  * request holds at most a buffer or two however large the file and however
@@ -42,14 +44,24 @@ typedef struct {
     pt_str_t prefix;          /* the cycle's prefix: relative roots with variables */
 } static_main_conf_t;
 
+/* What the body is made of: file byte ranges and, for multipart/byteranges,
+ * the part headers and the closing boundary between them. */
+typedef struct {
+    int64_t     start, end;  /* file bytes [start, end); text == NULL */
+    const char *text;        /* bytes to send as they are (r->pool) */
+} segment_t;
+
 /* One file being sent. */
 typedef struct {
     pt_http_request_t *r;
     int                fd;
-    int64_t            offset;   /* next byte to read */
-    int64_t            end;      /* one past the last byte to send */
+    segment_t         *segs;
+    unsigned           nsegs;
+    unsigned           cur;      /* segment being sent */
+    int64_t            offset;   /* next file byte of a file segment */
     const char        *path;     /* for messages */
     pt_event_t         resume;   /* posted: continue after a full round */
+    segment_t          whole;    /* the single segment of a plain response */
 } file_ctx_t;
 
 static pt_http_core_loc_conf_t *clcf_of(pt_http_request_t *r)
@@ -287,17 +299,21 @@ static int check_conditions(pt_http_request_t *r, time_t mtime, const pt_str_t *
 /* ------------------------------------------------------------------------ */
 /* Ranges */
 
-enum { RANGE_NONE = 0, RANGE_ONE, RANGE_BAD };
+enum { RANGE_NONE = 0, RANGE_OK, RANGE_BAD };
 
-/* Parses "bytes=..." against size. RANGE_ONE sets [*start, *end) of the only
- * range; RANGE_NONE: send the whole file (no "bytes=" unit, several ranges,
- * more than max_ranges); RANGE_BAD: 416 (malformed or nothing satisfiable),
- * as nginx. */
-static int parse_range(const pt_str_t *v, int64_t size, int64_t max_ranges,
-                       int64_t *start, int64_t *end)
+typedef struct {
+    int64_t start, end;       /* [start, end) */
+} range_t;
+
+/* Parses "bytes=..." against size into ranges (range_t, in request order,
+ * unsatisfiable ones left out), as nginx. RANGE_OK: at least one range;
+ * RANGE_NONE: send the whole file (no "bytes=" unit, more than max_ranges,
+ * or ranges that add up to more than the file: overlapping ones, a cheap
+ * amplification); RANGE_BAD: 416 (malformed, or nothing satisfiable). */
+static int parse_range(const pt_str_t *v, int64_t size, int64_t max_ranges, pt_array_t *ranges)
 {
     const char *p = v->data, *e = v->data + v->len;
-    int64_t n = 0, s0 = 0, e0 = 0;
+    int64_t total = 0;
 
     if (v->len < 6 || pt_strncasecmp(p, "bytes=", 6) != 0)
         return RANGE_NONE;
@@ -354,26 +370,23 @@ static int parse_range(const pt_str_t *v, int64_t size, int64_t max_ranges,
             b++;
         }
         if (a < b) {
-            if (n == 0) {
-                s0 = a;
-                e0 = b;
-            }
-            n++;
-            if (max_ranges >= 0 && n > max_ranges)
+            if (max_ranges >= 0 && (int64_t) ranges->nelts >= max_ranges)
                 return RANGE_NONE;
+            total += b - a;
+            if (total > size)
+                return RANGE_NONE;
+            range_t *rg = pt_array_push(ranges);
+            if (rg == NULL)
+                return RANGE_NONE;
+            rg->start = a;
+            rg->end = b;
         }
         if (p == e)
             break;
         p++;                                    /* ',' */
     }
 
-    if (n == 0)
-        return RANGE_BAD;
-    if (n > 1)
-        return RANGE_NONE;
-    *start = s0;
-    *end = e0;
-    return RANGE_ONE;
+    return ranges->nelts ? RANGE_OK : RANGE_BAD;
 }
 
 /* If-Range: the range applies only while the validator still matches. */
@@ -404,10 +417,11 @@ static void file_cleanup(void *data)
 
 static void on_write_ready(pt_http_request_t *r);
 
-/* Reads and queues the file until it is all queued (PT_OK: the last buffer
- * went out with last_buf), the writer is backed up (PT_AGAIN: resumed from
- * r->write_event_handler), a round's budget is used up (PT_AGAIN: resumed
- * from a posted event), or an error (PT_ERROR: client gone, read failure). */
+/* Queues the body segment after segment, reading the file in chunks, until
+ * it is all queued (PT_OK: the last buffer went out with last_buf), the
+ * writer is backed up (PT_AGAIN: resumed from r->write_event_handler), a
+ * round's budget is used up (PT_AGAIN: resumed from a posted event), or an
+ * error (PT_ERROR: client gone, read failure). */
 static int send_chunks(file_ctx_t *ctx)
 {
     pt_http_request_t *r = ctx->r;
@@ -417,40 +431,56 @@ static int send_chunks(file_ctx_t *ctx)
     if (budget <= 0)
         budget = ROUND_BUDGET;
 
-    for (;;) {
-        int64_t left = ctx->end - ctx->offset;
-        size_t want = left > CHUNK_SIZE ? CHUNK_SIZE : (size_t) left;
-        pt_buf_t *b = pt_buf_get(CHUNK_SIZE);
-        ssize_t n;
+    while (ctx->cur < ctx->nsegs) {
+        segment_t *sg = &ctx->segs[ctx->cur];
+        pt_buf_t *b;
 
-        if (b == NULL)
-            return PT_ERROR;
-        do {
-            n = pread(ctx->fd, b->last, want, (off_t) ctx->offset);
-        } while (n < 0 && errno == EINTR);
-        if (n <= 0) {
-            if (n < 0)
-                pt_log_error(PT_LOG_CRIT, req_log(r), errno, "pread() \"%s\" failed", ctx->path);
-            else
-                pt_log_error(PT_LOG_CRIT, req_log(r), 0, "file \"%s\" has been truncated",
-                             ctx->path);
-            pt_buf_put(b);
-            return PT_ERROR;
+        if (sg->text) {
+            b = pt_buf_ref(sg->text, (size_t) sg->end);
+            if (b == NULL)
+                return PT_ERROR;
+            ctx->cur++;
+            if (ctx->cur < ctx->nsegs && ctx->segs[ctx->cur].text == NULL)
+                ctx->offset = ctx->segs[ctx->cur].start;
+        } else {
+            int64_t left = sg->end - ctx->offset;
+            size_t want = left > CHUNK_SIZE ? CHUNK_SIZE : (size_t) left;
+            ssize_t n;
+
+            b = pt_buf_get(CHUNK_SIZE);
+            if (b == NULL)
+                return PT_ERROR;
+            do {
+                n = pread(ctx->fd, b->last, want, (off_t) ctx->offset);
+            } while (n < 0 && errno == EINTR);
+            if (n <= 0) {
+                if (n < 0)
+                    pt_log_error(PT_LOG_CRIT, req_log(r), errno, "pread() \"%s\" failed",
+                                 ctx->path);
+                else
+                    pt_log_error(PT_LOG_CRIT, req_log(r), 0, "file \"%s\" has been truncated",
+                                 ctx->path);
+                pt_buf_put(b);
+                return PT_ERROR;
+            }
+            b->last += n;
+            ctx->offset += n;
+            sent += n;
+            if (ctx->offset >= sg->end) {
+                ctx->cur++;
+                if (ctx->cur < ctx->nsegs && ctx->segs[ctx->cur].text == NULL)
+                    ctx->offset = ctx->segs[ctx->cur].start;
+            }
         }
-        b->last += n;
-        ctx->offset += n;
-        sent += n;
-        int last = ctx->offset >= ctx->end;
+
+        int last = ctx->cur == ctx->nsegs;
         if (last)
             b->last_buf = 1;
-
         int rc = pt_http_output(r, b);
         if (rc == PT_ERROR)
             return PT_ERROR;
-        if (last) {
-            r->write_event_handler = NULL;
-            return PT_OK;
-        }
+        if (last)
+            break;
         if (rc == PT_AGAIN) {
             r->write_event_handler = on_write_ready;
             return PT_AGAIN;
@@ -461,6 +491,8 @@ static int send_chunks(file_ctx_t *ctx)
             return PT_AGAIN;
         }
     }
+    r->write_event_handler = NULL;
+    return PT_OK;
 }
 
 static void resume(file_ctx_t *ctx)
@@ -549,6 +581,74 @@ static int send_empty_last(pt_http_request_t *r)
 static int open_failed(pt_http_request_t *r, const char *path, int err)
 {
     return pt_http_static_file_error(r, "open", path, err);
+}
+
+/* 206 with one range: Content-Range, and the body is that slice. */
+static int single_range(pt_http_request_t *r, file_ctx_t *ctx, const range_t *rg, int64_t size)
+{
+    char buf[80];
+    int n = snprintf(buf, sizeof(buf), "bytes %lld-%lld/%lld", (long long) rg->start,
+                     (long long) (rg->end - 1), (long long) size);
+    if (header_out(r, "Content-Range", 13, buf, (size_t) n) == NULL)
+        return 500;
+    r->headers_out.status = 206;
+    r->headers_out.content_length_n = rg->end - rg->start;
+    ctx->whole.start = rg->start;
+    ctx->whole.end = rg->end;
+    return PT_OK;
+}
+
+/* 206 multipart/byteranges: each range as a part with its own
+ * Content-Type and Content-Range, in the order asked (as nginx). */
+static int multipart(pt_http_request_t *r, file_ctx_t *ctx, const pt_array_t *ranges,
+                     int64_t size)
+{
+    static uint32_t counter;
+    const range_t *rg = ranges->elts;
+    pt_http_headers_out_t *ho = &r->headers_out;
+    char boundary[16];
+    snprintf(boundary, sizeof(boundary), "%010u", (unsigned) ++counter);
+    size_t nsegs = ranges->nelts * 2 + 1;
+    segment_t *segs = pt_palloc(r->pool, nsegs * sizeof(segment_t));
+    int64_t total = 0;
+
+    if (segs == NULL)
+        return 500;
+    for (size_t i = 0; i < ranges->nelts; i++) {
+        char *h = pt_psprintf(r->pool, "\r\n--%s\r\n%s%.*s%sContent-Range: bytes %lld-%lld/%lld"
+                              "\r\n\r\n", boundary,
+                              ho->content_type.len ? "Content-Type: " : "",
+                              (int) ho->content_type.len,
+                              ho->content_type.len ? ho->content_type.data : "",
+                              ho->content_type.len ? "\r\n" : "",
+                              (long long) rg[i].start, (long long) (rg[i].end - 1),
+                              (long long) size);
+        if (h == NULL)
+            return 500;
+        segs[2 * i].text = h;
+        segs[2 * i].start = 0;
+        segs[2 * i].end = (int64_t) strlen(h);
+        segs[2 * i + 1].text = NULL;
+        segs[2 * i + 1].start = rg[i].start;
+        segs[2 * i + 1].end = rg[i].end;
+        total += segs[2 * i].end + rg[i].end - rg[i].start;
+    }
+    char *tail = pt_psprintf(r->pool, "\r\n--%s--\r\n", boundary);
+    char *ctype = pt_psprintf(r->pool, "multipart/byteranges; boundary=%s", boundary);
+    if (tail == NULL || ctype == NULL)
+        return 500;
+    segs[nsegs - 1].text = tail;
+    segs[nsegs - 1].start = 0;
+    segs[nsegs - 1].end = (int64_t) strlen(tail);
+    total += segs[nsegs - 1].end;
+
+    ho->status = 206;
+    ho->content_length_n = total;
+    ho->content_type.data = ctype;
+    ho->content_type.len = strlen(ctype);
+    ctx->segs = segs;
+    ctx->nsegs = (unsigned) nsegs;
+    return PT_OK;
 }
 
 static int static_handler(pt_http_request_t *r)
@@ -658,14 +758,18 @@ static int static_handler(pt_http_request_t *r)
         return send_empty_last(r);
     }
 
-    ctx->offset = 0;
-    ctx->end = size;
+    ctx->whole.start = 0;
+    ctx->whole.end = size;
+    ctx->segs = &ctx->whole;
+    ctx->nsegs = 1;
 
     pt_http_header_t *range = header_in(r, "Range", 5);
     if (clcf->max_ranges != 0 && range && size > 0
         && if_range_matches(r, mtime, etag.len ? &etag : NULL)) {
-        int64_t s = 0, e = 0;
-        int kind = parse_range(&range->value, size, clcf->max_ranges, &s, &e);
+        pt_array_t ranges;
+        if (pt_array_init(&ranges, r->pool, 1, sizeof(range_t)) != 0)
+            return 500;
+        int kind = parse_range(&range->value, size, clcf->max_ranges, &ranges);
         if (kind == RANGE_BAD) {
             char buf[48];
             int n = snprintf(buf, sizeof(buf), "bytes */%lld", (long long) size);
@@ -675,16 +779,11 @@ static int static_handler(pt_http_request_t *r)
                 etag_h->deleted = 1;
             return 416;
         }
-        if (kind == RANGE_ONE) {
-            char buf[80];
-            int n = snprintf(buf, sizeof(buf), "bytes %lld-%lld/%lld", (long long) s,
-                             (long long) (e - 1), (long long) size);
-            if (header_out(r, "Content-Range", 13, buf, (size_t) n) == NULL)
-                return 500;
-            ho->status = 206;
-            ho->content_length_n = e - s;
-            ctx->offset = s;
-            ctx->end = e;
+        if (kind == RANGE_OK) {
+            rc = ranges.nelts == 1 ? single_range(r, ctx, ranges.elts, size)
+                                   : multipart(r, ctx, &ranges, size);
+            if (rc != PT_OK)
+                return rc;
         }
     }
     if (ho->status == 200 && clcf->max_ranges != 0) {
@@ -695,9 +794,11 @@ static int static_handler(pt_http_request_t *r)
 
     if (pt_http_send_header(r) == PT_ERROR)
         return PT_ERROR;
-    if (r->header_only || ctx->offset >= ctx->end)
+    if (r->header_only || size == 0)
         return send_empty_last(r);
 
+    ctx->cur = 0;
+    ctx->offset = ctx->segs[0].text ? 0 : ctx->segs[0].start;
     pt_http_set_ctx(r, ctx, pt_http_static_module);
     return send_chunks(ctx);
 }

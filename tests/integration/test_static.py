@@ -469,10 +469,23 @@ def test_ranges(portico):
     # another unit: ignored
     r = get(p, "/r.bin", {"Range": "items=1-2"})
     assert r.status == 200 and r.body == body
-    # several ranges: the whole file
-    r = get(p, "/r.bin", {"Range": "bytes=0-1,5-6"})
-    assert r.status == 200 and r.body == body
+    # several ranges: multipart/byteranges, in the order asked
+    r = get(p, "/r.bin", {"Range": "bytes=0-1,-2,5-6"})
+    assert r.status == 206
+    m = re.fullmatch(r"multipart/byteranges; boundary=(\d{10})", r.headers["Content-Type"])
+    assert m, r.headers["Content-Type"]
+    bd = m.group(1).encode()
+    want = b"".join(b"\r\n--" + bd + b"\r\nContent-Type: application/octet-stream\r\n"
+                    b"Content-Range: bytes %d-%d/1024\r\n\r\n" % (a, z) + body[a:z + 1]
+                    for a, z in ((0, 1), (1022, 1023), (5, 6)))
+    want += b"\r\n--" + bd + b"--\r\n"
+    assert r.body == want
+    assert int(r.headers["Content-Length"]) == len(want)
+    assert r.headers.get("Content-Range") is None
+    # above max_ranges, or overlapping past the size: the whole file
     r = get(p, "/one/r.bin", {"Range": "bytes=0-1,5-6"})
+    assert r.status == 200 and r.body == body
+    r = get(p, "/r.bin", {"Range": "bytes=0-599,500-1023"})
     assert r.status == 200 and r.body == body
     r = get(p, "/none/r.bin", {"Range": "bytes=0-1"})
     assert r.status == 200 and r.body == body and r.headers.get("Accept-Ranges") is None
@@ -566,6 +579,14 @@ def test_large_file_range_and_keepalive(portico):
     conn.request("GET", "/mid.bin", headers={"Range": "bytes=1000000-2999999"})
     r = conn.getresponse()
     assert r.status == 206 and r.read() == data[1000000:3000000]
+    # multipart across chunk boundaries, then the connection is still usable
+    conn.request("GET", "/mid.bin", headers={"Range": "bytes=70000-200000,-100000"})
+    r = conn.getresponse()
+    body = r.read()
+    assert r.status == 206 and int(r.headers["Content-Length"]) == len(body)
+    assert data[70000:200001] in body and body.count(data[-100000:]) == 1
+    conn.request("GET", "/style.css")
+    assert conn.getresponse().read() == FILES["www/style.css"].encode()
     conn.close()
 
 

@@ -13,54 +13,54 @@ static pt_str_t S(const char *s)
     return r;
 }
 
+static pt_array_t ranges;
+
+/* parse_range on v; the ranges land in `ranges`. */
+static int pr(const char *v, int64_t size, int64_t max)
+{
+    pt_str_t s = { strlen(v), (char *) v };
+    ranges.nelts = 0;
+    return parse_range(&s, size, max, &ranges);
+}
+
+static int one_is(int64_t s, int64_t e)
+{
+    const range_t *rg = ranges.elts;
+    return ranges.nelts == 1 && rg[0].start == s && rg[0].end == e;
+}
+
 static void test_ranges(void)
 {
-    int64_t s = -1, e = -1;
-    pt_str_t v;
+    pt_array_init(&ranges, pool, 2, sizeof(range_t));
 
-    v = S("bytes=0-9");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_ONE, "0-9");
-    ok(s == 0 && e == 10, "0-9 is [0,10)");
-    v = S("bytes=90-");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_ONE, "open end");
-    ok(s == 90 && e == 100, "90- is [90,100)");
-    v = S("bytes=-10");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_ONE, "suffix");
-    ok(s == 90 && e == 100, "-10 is [90,100)");
-    v = S("bytes=-1000");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_ONE, "suffix longer than the file");
-    ok(s == 0 && e == 100, "whole file");
-    v = S("bytes=50-5000");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_ONE, "end past size");
-    ok(s == 50 && e == 100, "clamped");
-    v = S("BYTES = 1-2");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_NONE, "unit must be exactly bytes=");
-    v = S("items=1-2");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_NONE, "other unit ignored");
-    v = S("bytes=100-");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_BAD, "start at size: 416");
-    v = S("bytes=-0");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_BAD, "-0: 416");
-    v = S("bytes=5-1");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_BAD, "reversed: 416");
-    v = S("bytes=a-b");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_BAD, "garbage: 416");
-    v = S("bytes=-");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_BAD, "dash alone: 416");
-    v = S("bytes=1-2x");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_BAD, "trailing junk: 416");
-    v = S("bytes=99999999999999999999-");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_BAD, "overflow: 416");
-    v = S("bytes=0-1, 5-6");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_NONE, "two ranges: whole file");
-    v = S("bytes=0-1, 500-600");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_ONE, "one satisfiable of two");
-    ok(s == 0 && e == 2, "the satisfiable one");
-    v = S("bytes=0-1,5-6");
-    is_int(parse_range(&v, 100, 1, &s, &e), RANGE_NONE, "above max_ranges: whole file");
-    v = S("bytes= 3 - 4 ");
-    is_int(parse_range(&v, 100, -1, &s, &e), RANGE_ONE, "spaces allowed");
-    ok(s == 3 && e == 5, "3-4");
+    is_int(pr("bytes=0-9", 100, -1), RANGE_OK, "0-9");
+    ok(one_is(0, 10), "0-9 is [0,10)");
+    is_int(pr("bytes=90-", 100, -1), RANGE_OK, "open end");
+    ok(one_is(90, 100), "90- is [90,100)");
+    is_int(pr("bytes=-10", 100, -1), RANGE_OK, "suffix");
+    ok(one_is(90, 100), "-10 is [90,100)");
+    is_int(pr("bytes=-1000", 100, -1), RANGE_OK, "suffix longer than the file");
+    ok(one_is(0, 100), "whole file");
+    is_int(pr("bytes=50-5000", 100, -1), RANGE_OK, "end past size");
+    ok(one_is(50, 100), "clamped");
+    is_int(pr("BYTES = 1-2", 100, -1), RANGE_NONE, "unit must be exactly bytes=");
+    is_int(pr("items=1-2", 100, -1), RANGE_NONE, "other unit ignored");
+    is_int(pr("bytes=100-", 100, -1), RANGE_BAD, "start at size: 416");
+    is_int(pr("bytes=-0", 100, -1), RANGE_BAD, "-0: 416");
+    is_int(pr("bytes=5-1", 100, -1), RANGE_BAD, "reversed: 416");
+    is_int(pr("bytes=a-b", 100, -1), RANGE_BAD, "garbage: 416");
+    is_int(pr("bytes=-", 100, -1), RANGE_BAD, "dash alone: 416");
+    is_int(pr("bytes=1-2x", 100, -1), RANGE_BAD, "trailing junk: 416");
+    is_int(pr("bytes=99999999999999999999-", 100, -1), RANGE_BAD, "overflow: 416");
+    is_int(pr("bytes=0-1, 5-6", 100, -1), RANGE_OK, "two ranges");
+    ok(ranges.nelts == 2 && ((range_t *) ranges.elts)[1].start == 5, "both kept, in order");
+    is_int(pr("bytes=0-1, 500-600", 100, -1), RANGE_OK, "one satisfiable of two");
+    ok(one_is(0, 2), "the satisfiable one");
+    is_int(pr("bytes=0-1,5-6", 100, 1), RANGE_NONE, "above max_ranges: whole file");
+    is_int(pr("bytes=0-1,5-6", 100, 2), RANGE_OK, "at max_ranges");
+    is_int(pr("bytes=0-59,40-99", 100, -1), RANGE_NONE, "overlap past the size: whole file");
+    is_int(pr("bytes= 3 - 4 ", 100, -1), RANGE_OK, "spaces allowed");
+    ok(one_is(3, 5), "3-4");
 }
 
 static void test_etags(void)
