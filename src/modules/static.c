@@ -746,9 +746,17 @@ static int static_handler(pt_http_request_t *r)
         etag = etag_h->value;
     }
 
-    rc = check_conditions(r, mtime, etag.len ? &etag : NULL);
-    if (rc == 412)
+    /* an error page (error_page 404 /404.html) goes out with the error's
+     * status: no 304/412 and no ranges for it (nginx's filters see that
+     * status, not 200) */
+    int plain = r->err_status == 0;
+
+    rc = plain ? check_conditions(r, mtime, etag.len ? &etag : NULL) : 0;
+    if (rc == 412) {
+        if (etag_h)
+            etag_h->deleted = 1;
         return 412;
+    }
     if (rc == 304) {
         ho->status = 304;
         ho->content_type.len = 0;
@@ -764,7 +772,7 @@ static int static_handler(pt_http_request_t *r)
     ctx->nsegs = 1;
 
     pt_http_header_t *range = header_in(r, "Range", 5);
-    if (clcf->max_ranges != 0 && range && size > 0
+    if (plain && clcf->max_ranges != 0 && range && size > 0
         && if_range_matches(r, mtime, etag.len ? &etag : NULL)) {
         pt_array_t ranges;
         if (pt_array_init(&ranges, r->pool, 1, sizeof(range_t)) != 0)
@@ -786,7 +794,7 @@ static int static_handler(pt_http_request_t *r)
                 return rc;
         }
     }
-    if (ho->status == 200 && clcf->max_ranges != 0) {
+    if (plain && ho->status == 200 && clcf->max_ranges != 0) {
         ranges_h = header_out(r, "Accept-Ranges", 13, "bytes", 5);
         if (ranges_h == NULL)
             return 500;

@@ -177,6 +177,20 @@ def test_permission_denied_403(portico):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_error_page_served_from_file(portico):
+    p = start(portico, '''
+        error_page 404 /404.html;
+        location / { root @PREFIX@/www; }''', files={"www/404.html": "<p>custom 404</p>\n"})
+    r = get(p, "/missing")
+    assert r.status == 404 and r.body == b"<p>custom 404</p>\n"
+    assert r.headers["Content-Type"] == "text/html"
+    # validators and ranges do not turn the error page into a 304 or a 206
+    et = get(p, "/404.html").headers["ETag"]
+    r = get(p, "/missing", {"If-None-Match": et, "Range": "bytes=0-2"})
+    assert r.status == 404 and r.body == b"<p>custom 404</p>\n"
+    assert r.headers.get("Accept-Ranges") is None
+
+
 def test_methods(portico):
     p = start(portico, 'location / { root @PREFIX@/www; }')
     assert get(p, "/style.css", method="POST").status == 405
