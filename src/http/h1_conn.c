@@ -244,6 +244,19 @@ static pt_http_core_srv_conf_t *cscf_of(pt_http_request_t *r)
     return pt_http_get_module_srv_conf(r, pt_http_core_module);
 }
 
+/* The connection logs to the error_log of the server (level) that handles
+ * it: the default server's until a Host picks another one, then the
+ * location's (pt_http_core_find_config), as nginx. */
+static void use_error_log(pt_conn_t *c, void **loc_conf)
+{
+    pt_http_core_loc_conf_t *clcf = loc_conf[pt_http_core_module.index];
+    if (clcf->error_log && clcf->error_log->level) {
+        c->log.file = clcf->error_log->file;
+        c->log.level = clcf->error_log->level;
+        c->log.next = clcf->error_log->next;
+    }
+}
+
 static size_t buffered(const h1_conn_t *h)
 {
     return h->buf ? (size_t) (h->buf->last - h->buf->pos) : 0;
@@ -313,6 +326,7 @@ void pt_http_init_connection(pt_conn_t *c)
     c->io.write.handler = on_write;
     c->log.ctx_handler = log_ctx;
     c->log.ctx = h;
+    use_error_log(c, h->srv->ctx->loc_conf);
 
     stat_set(h, STAT_WAITING);
     pt_conn_reusable(c, 1);
@@ -538,6 +552,8 @@ static pt_http_request_t *start_request(h1_conn_t *h)
 
     c->requests++;
     pt_conn_stats.requests++;
+    if (c->requests > 1)
+        use_error_log(c, srv->ctx->loc_conf);
 
     h->r = r;
     h->scanned = 0;
@@ -968,6 +984,8 @@ static int process_headers(h1_conn_t *h, pt_h1_request_t *preq)
     pt_http_core_srv_conf_t *cscf = pt_http_find_server(h->addr, &hi->server, r);
     r->srv_conf = cscf->ctx->srv_conf;
     r->loc_conf = cscf->ctx->loc_conf;
+    if (cscf != h->srv)
+        use_error_log(c, r->loc_conf);
 
     if (hi->content_length) {
         hi->content_length_n = pt_atoi64(hi->content_length->value.data,

@@ -322,9 +322,19 @@ void pt_http_core_run_phases(pt_http_request_t *r)
                 }
             }
             if (ph->handler == NULL) {
-                /* nothing produced content. Without a static module there
-                 * are no files: 404, as nginx answers for a missing file or
-                 * a missing directory (403 would need an existing one) */
+                /* every content handler declined: nginx's answer is 403 for
+                 * a directory (the index module already answered 404 when
+                 * the directory does not exist), else 404 */
+                if (r->uri.len && r->uri.data[r->uri.len - 1] == '/') {
+                    pt_http_core_loc_conf_t *clcf = core_loc_conf(r);
+                    pt_log_error(PT_LOG_ERR, &r->connection->log, 0,
+                                 "directory index of \"%.*s%.*s\" is forbidden",
+                                 clcf->root_cv ? 0 : (int) clcf->root.len,
+                                 clcf->root.data ? clcf->root.data : "",
+                                 (int) r->uri.len, r->uri.data);
+                    pt_http_finalize_request(r, 403);
+                    return;
+                }
                 pt_http_finalize_request(r, 404);
                 return;
             }
