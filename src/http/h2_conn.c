@@ -138,6 +138,8 @@ struct h2_stream_s {
     unsigned            logged:1;
     unsigned            discarding:1;
     unsigned            freed:1;
+    unsigned            wake_read:1;   /* what the posted wake event reports */
+    unsigned            wake_write:1;
 };
 
 struct h2_conn_s {
@@ -156,7 +158,8 @@ struct h2_conn_s {
     int32_t                  last_stream_id;
     pt_event_t               done_ev;    /* posted: process pending work */
     unsigned                 in_recv:1;
-    unsigned                 goaway:1;
+    unsigned                 goaway:1;      /* final GOAWAY submitted */
+    unsigned                 notice:1;      /* shutdown notice + PING sent */
     unsigned                 closing:1;
     unsigned                 dead:1;
 };
@@ -246,12 +249,32 @@ static void on_wake(pt_event_t *ev)
 {
     h2_stream_t *s = ev->data;
     pt_http_request_t *r = s->r;
+    unsigned rd = s->wake_read, wr = s->wake_write;
+
+    s->wake_read = s->wake_write = 0;
     if (s->finalized)
         return;
-    if (r->write_event_handler)
-        r->write_event_handler(r);
-    else if (r->read_event_handler)
+    if (rd && r->read_event_handler) {
         r->read_event_handler(r);
+        if (s->finalized)
+            return;
+    }
+    if (wr && r->write_event_handler)
+        r->write_event_handler(r);
+}
+
+/* Wakes the handler: read (body data or its end), write (queue drained),
+ * both (the stream is gone). */
+static void wake(h2_stream_t *s, int rd, int wr)
+{
+    if (s->finalized)
+        return;
+    if (rd)
+        s->wake_read = 1;
+    if (wr)
+        s->wake_write = 1;
+    if (!s->wake.posted)
+        pt_event_post(&s->wake);
 }
 
 static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
@@ -341,11 +364,11 @@ static ssize_t data_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
         s->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;
     }
-    /* drained below the low-water mark: let the producer go on */
-    if (s->blocked && s->out_bytes < (size_t) s->h2c->conf->chunk_size * 2) {
+    /* the queue moved: let the producer go on (it may wait on pending()
+     * rather than on a PT_AGAIN from send_body) */
+    if (n && (s->blocked || s->out_bytes < (size_t) s->h2c->conf->chunk_size * 2)) {
         s->blocked = 0;
-        if (!s->finalized && !s->wake.posted)
-            pt_event_post(&s->wake);
+        wake(s, 0, 1);
     }
     return (ssize_t) n;
 }
@@ -486,8 +509,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         len -= take;
         s->in_bytes += take;
     }
-    if (s->started && !s->wake.posted && s->r->read_event_handler)
-        pt_event_post(&s->wake);
+    if (s->started)
+        wake(s, 1, 0);
     (void) h2c;
     return 0;
 }
@@ -511,8 +534,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
             return 0;
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
             s->in_eof = 1;
-            if (s->started && !s->wake.posted && s->r->read_event_handler)
-                pt_event_post(&s->wake);
+            if (s->started)
+                wake(s, 1, 0);
         }
         if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST
             && !s->started) {
@@ -520,6 +543,15 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
             s->start_next = NULL;
             *h2c->start_last = s;
             h2c->start_last = &s->start_next;
+        }
+        break;
+    case NGHTTP2_PING:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && h2c->notice && !h2c->goaway) {
+            /* one round trip after the notice: every stream the client
+             * opened before seeing it has arrived */
+            h2c->goaway = 1;
+            nghttp2_submit_goaway(ng, NGHTTP2_FLAG_NONE, h2c->last_stream_id, NGHTTP2_NO_ERROR,
+                                  NULL, 0);
         }
         break;
     case NGHTTP2_RST_STREAM: {
@@ -586,8 +618,8 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
         if (!s->started) {
             s->finalized = 1;      /* never ran: nothing holds it */
             s->logged = 1;
-        } else if (!s->wake.posted) {
-            pt_event_post(&s->wake);
+        } else {
+            wake(s, 1, 1);
         }
     }
     stream_maybe_free(s);
@@ -1232,10 +1264,13 @@ static void h2_check(h2_conn_t *h2c)
     start_streams(h2c);
     if (h2c->dead)
         return;
-    if ((pt_conn_shutting_down || c->close) && !h2c->goaway) {
-        h2c->goaway = 1;
-        nghttp2_submit_goaway(h2c->ng, NGHTTP2_FLAG_NONE, h2c->last_stream_id,
-                              NGHTTP2_NO_ERROR, NULL, 0);
+    if ((pt_conn_shutting_down || c->close) && !h2c->notice && !h2c->goaway) {
+        /* graceful: a GOAWAY that refuses nothing yet, then the real one
+         * after a PING round trip (or a second), so no stream in flight
+         * is refused */
+        h2c->notice = 1;
+        nghttp2_submit_shutdown_notice(h2c->ng);
+        nghttp2_submit_ping(h2c->ng, NGHTTP2_FLAG_NONE, NULL);
     }
     h2_flush(h2c);
     if (h2c->dead)
@@ -1251,7 +1286,10 @@ static void h2_check(h2_conn_t *h2c)
     }
     /* idle: keepalive_timeout, reclaimable; busy: no read timer (streams
      * have their own handlers' timers) */
-    if (h2c->nstreams == 0) {
+    if (h2c->notice && !h2c->goaway) {
+        pt_conn_reusable(c, 0);
+        pt_timer_add(&c->io.read, 1000);
+    } else if (h2c->nstreams == 0) {
         pt_http_core_loc_conf_t *clcf = h2c->srv->ctx->loc_conf[pt_http_core_module.index];
         pt_conn_reusable(c, 1);
         pt_timer_add(&c->io.read, clcf->keepalive_timeout > 0 ? clcf->keepalive_timeout : 1);
@@ -1274,6 +1312,14 @@ static void on_read(pt_event_t *ev)
 
     if (h2c == NULL || h2c->dead)
         return;
+    if (ev->timedout && h2c->notice && !h2c->goaway) {
+        ev->timedout = 0;
+        h2c->goaway = 1;
+        nghttp2_submit_goaway(h2c->ng, NGHTTP2_FLAG_NONE, h2c->last_stream_id,
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        h2_check(h2c);
+        return;
+    }
     if (ev->timedout) {
         ev->timedout = 0;
         h2c->goaway = 1;
