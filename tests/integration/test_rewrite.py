@@ -267,10 +267,11 @@ def test_break_stops_the_script(portico):
             set $x "after";
             return 200 $x;
         }
-        location = /b { set $y 1; break; return 500; }'''))
+        location = /b { set $y 1; break; return 500; }'''), files={"html/.keep": ""})
     assert http_get(p.url(path="/")).body == b"after"
     # break in the if: the return after it does not run; nothing else
-    # produces content ("/" ends with a slash: 403, as nginx without index)
+    # produces content: the index module finds no index.html in the existing
+    # html/ directory, so 403 "directory index is forbidden", as nginx
     assert http_get(p.url(path="/?stop=1")).status == 403
     assert http_get(p.url(path="/b")).status == 404
 
