@@ -63,7 +63,7 @@ static const char *set_ticket_key(pt_conf_t *cf, const pt_command_t *cmd, void *
 static const char *set_dhparam(pt_conf_t *cf, const pt_command_t *cmd, void *conf);
 static const char *set_early_data(pt_conf_t *cf, const pt_command_t *cmd, void *conf);
 
-static const pt_conf_enum_t protocols[] = {
+const pt_conf_enum_t pt_tls_protocols[] = {
     { "SSLv2", PT_TLS_SSLv2 }, { "SSLv3", PT_TLS_SSLv3 }, { "TLSv1", PT_TLS_TLSv1 },
     { "TLSv1.1", PT_TLS_TLSv1_1 }, { "TLSv1.2", PT_TLS_TLSv1_2 },
     { "TLSv1.3", PT_TLS_TLSv1_3 }, { NULL, 0 }
@@ -85,7 +85,7 @@ static const pt_command_t commands[] = {
     { "ssl_certificate_key", CTX_HS, 0, 1, 1, set_cert, PT_CONF_HTTP_SRV, OFF(certificate_keys), NULL },
     { "ssl_password_file", CTX_HS, 0, 1, 1, set_password_file, PT_CONF_HTTP_SRV, 0, NULL },
     { "ssl_protocols", CTX_HS, 0, 1, PT_ARGS_ANY, pt_conf_set_bitmask, PT_CONF_HTTP_SRV,
-      OFF(protocols), protocols },
+      OFF(protocols), pt_tls_protocols },
     { "ssl_ciphers", CTX_HS, 0, 1, 1, set_ciphers, PT_CONF_HTTP_SRV, OFF(ciphers), NULL },
     { "ssl_prefer_server_ciphers", CTX_HS, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_HTTP_SRV,
       OFF(prefer_server_ciphers), NULL },
@@ -258,7 +258,15 @@ static const char *set_cert(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
 
 static const char *set_password_file(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
 {
-    pt_tls_srv_conf_t *sscf = conf;
+    pt_command_t c2 = *cmd;
+    c2.offset = offsetof(pt_tls_srv_conf_t, passwords);
+    return pt_tls_conf_set_password_file(cf, &c2, conf);
+}
+
+const char *pt_tls_conf_set_password_file(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
+{
+    pt_array_t **pp = (pt_array_t **) ((char *) conf + cmd->offset);
+    struct { pt_array_t *passwords; } st = { *pp }, *sscf = &st;
     pt_str_t path = *arg(cf, 1);
     char line[1024];
     FILE *f;
@@ -295,6 +303,7 @@ static const char *set_password_file(pt_conf_t *cf, const pt_command_t *cmd, voi
         pt_conf_error(cf, PT_LOG_EMERG, 0, "empty file \"%s\"", path.data);
         return PT_CONF_ERROR;
     }
+    *pp = sscf->passwords;
     return PT_CONF_OK;
 }
 

@@ -139,8 +139,15 @@ int  pt_tls_upstream_conf_init(pt_conf_t *cf, pt_tls_upstream_conf_t *uc);
  * the caller afterwards. */
 void pt_tls_upstream_connect(pt_conn_t *c, pt_tls_upstream_conf_t *uc, const pt_str_t *host,
                              pt_tls_done_cb done);
-/* Directive setters the proxy's table may point at (conf = the
- * pt_tls_upstream_conf_t; offsets as usual). */
+/* For the proxy's directive table (offset = where the field sits in the
+ * proxy's loc conf, i.e. offsetof(conf, ssl) + offsetof(pt_tls_upstream_conf_t, f)):
+ *   proxy_ssl_server_name, proxy_ssl_verify, proxy_ssl_session_reuse: pt_conf_set_flag
+ *   proxy_ssl_verify_depth: pt_conf_set_num     proxy_ssl_name, proxy_ssl_ciphers: pt_conf_set_str
+ *   proxy_ssl_trusted_certificate, proxy_ssl_certificate(_key): pt_conf_set_path
+ *   proxy_ssl_protocols: pt_conf_set_bitmask with post = pt_tls_protocols
+ *   proxy_ssl_password_file: pt_tls_conf_set_password_file (field: pt_array_t *) */
+extern const pt_conf_enum_t pt_tls_protocols[];
+const char *pt_tls_conf_set_password_file(pt_conf_t *cf, const pt_command_t *cmd, void *conf);
 
 /* ------------------------------------------------------------------------ */
 /* Internal (tls.c, session.c, ocsp.c). */

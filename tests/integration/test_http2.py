@@ -293,11 +293,14 @@ def test_goaway_on_reload_no_failed_streams(portico, cert, files):
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
                   r"(\d+) errored", out)
     assert m, out
-    # h2load does not reconnect after GOAWAY, so requests it never started
-    # count as failed, and it drops its own in-flight streams when GOAWAY
-    # arrives (at most -c x -m); none were reset by the server
+    # h2load does not reconnect after GOAWAY: requests it never started count
+    # as failed, and requests it had queued but not yet sent when the GOAWAY
+    # arrived fail inside its nghttp2 (at most -c x -m of them). The server
+    # answers everything it received: no 4xx/5xx, nothing reset (checked
+    # exactly with the client below)
     started, done, ok = int(m.group(2)), int(m.group(3)), int(m.group(4))
-    assert done == ok and ok > 0 and started - done <= 6 * 4, out
+    assert ok > 0 and started - ok <= 6 * 4, out
+    assert re.search(r"status codes: \d+ 2xx, 0 3xx, 0 4xx, 0 5xx", out), out
     # in-flight streams on one connection all finish across a reload
     cl = H2Client(tls_h2_sock(p.port))
     cl.conn.increment_flow_control_window(64 * 1024 * 1024)
