@@ -64,6 +64,9 @@ typedef struct {
                                          * next request (h->buf still holds the
                                          * head the request points into) */
     size_t                   scanned;   /* head bytes already searched for a LF */
+    pt_h1_header_t          *hdrs;      /* parser output when the stack array is
+                                         * too small (r->pool, grows by doubling) */
+    size_t                   hdrs_cap;
 
     const char              *hdr;       /* serialised response head (r->pool) */
     size_t                   hdr_len;
@@ -557,6 +560,8 @@ static pt_http_request_t *start_request(h1_conn_t *h)
 
     h->r = r;
     h->scanned = 0;
+    h->hdrs = NULL;
+    h->hdrs_cap = 0;
     h->hdr = NULL;
     h->hdr_len = 0;
     h->out = NULL;
@@ -721,12 +726,22 @@ static void process_head(h1_conn_t *h)
             preq.headers = stack_headers;
             preq.nheaders = STACK_HEADERS;
             if (nlf > STACK_HEADERS) {
-                preq.headers = pt_palloc(h->r->pool, nlf * sizeof(pt_h1_header_t));
-                if (preq.headers == NULL) {
-                    abort_request(h, 500);
-                    return;
+                /* one array per request, doubled as needed: a client that
+                 * trickles many small headers cannot make every re-parse
+                 * allocate again */
+                if (nlf > h->hdrs_cap) {
+                    size_t ncap = h->hdrs_cap ? h->hdrs_cap * 2 : 4 * STACK_HEADERS;
+                    if (ncap < nlf)
+                        ncap = nlf;
+                    h->hdrs = pt_palloc(h->r->pool, ncap * sizeof(pt_h1_header_t));
+                    if (h->hdrs == NULL) {
+                        abort_request(h, 500);
+                        return;
+                    }
+                    h->hdrs_cap = ncap;
                 }
-                preq.nheaders = nlf;
+                preq.headers = h->hdrs;
+                preq.nheaders = h->hdrs_cap;
             }
             preq.request_line_len = 0;
             preq.method.len = 0;
