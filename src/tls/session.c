@@ -123,6 +123,7 @@ static int zone_init(pt_shm_zone_t *zone, void *old_data)
     pt_slab_pool_t *pool = zone->addr;
     sess_cache_t *sc;
 
+    pool->log_nomem = 0;             /* a full cache evicts: not an error */
     if (pool->data) {                /* kept across a reload */
         zone->data = pool->data;
         return 0;
