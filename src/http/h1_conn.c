@@ -1127,6 +1127,16 @@ static const char *local_host_text(pt_conn_t *c, char *buf, size_t size, size_t 
     *len = 0;
     if (pt_conn_local_addr(c) != 0)
         return buf;
+    if (c->local_sockaddr.sa.sa_family == AF_INET6) {
+        /* an IPv6 literal in a URL goes in brackets */
+        size_t n = pt_sockaddr_text(&c->local_sockaddr.sa, c->local_socklen, buf + 1, size - 2, 0);
+        if (n == 0 || buf[1] == '[')
+            return buf + 1;
+        buf[0] = '[';
+        buf[n + 1] = ']';
+        *len = n + 2;
+        return buf;
+    }
     *len = pt_sockaddr_text(&c->local_sockaddr.sa, c->local_socklen, buf, size, 0);
     return buf;
 }
