@@ -7,10 +7,13 @@
  * spread out instead of served in a burst. A failure lowers the peer's
  * effective weight by weight/max_fails; each success raises it back by one.
  *
- * State is per worker (peers live in config memory copied by fork). */
+ * State is per worker (peers live in config memory copied by fork), or, with
+ * `zone`, in shared memory under the group's lock (upstream_zone.c); peers
+ * that are drained, removed or failing active health checks are skipped and
+ * slow_start ramps a peer's weight up (balancer_util.c, issue 4). */
 #include <string.h>
 
-#include "upstream.h"
+#include "balancer.h"
 #include "../core/time.h"
 
 typedef struct {
@@ -56,22 +59,18 @@ static int rr_init_peer(pt_http_request_t *r, pt_upstream_t *u)
         return PT_ERROR;
     s->peers = u->group->peers;
     u->peer_data = s;
-    unsigned n = s->peers->number;
-    if (s->peers->next && s->peers->next->number > n)
-        n = s->peers->next->number;
+    /* as nginx: every primary and every backup peer may be tried once */
+    unsigned n = 0;
+    for (pt_upstream_peers_t *ps = s->peers; ps; ps = ps->next)
+        for (unsigned i = 0; i < ps->number; i++)
+            n += !ps->peer[i].removed;
     u->tries = n;
     return PT_OK;
 }
 
 static int peer_usable(pt_upstream_peer_t *p, int64_t now)
 {
-    if (p->down)
-        return 0;
-    if (p->max_fails && p->fails >= p->max_fails && now - p->checked <= p->fail_timeout)
-        return 0;
-    if (p->max_conns && p->conns >= p->max_conns)
-        return 0;
-    return 1;
+    return pt__upstream_peer_is_usable(p, now);
 }
 
 /* Picks from one set; NULL when every peer is tried or unavailable. */
@@ -84,7 +83,8 @@ static pt_upstream_peer_t *pick(rr_state_t *s, pt_upstream_peers_t *ps, int64_t 
     if (ps->single) {
         pt_upstream_peer_t *p = &ps->peer[0];
         /* as nginx: a single peer is never "failed" (max_fails ignored) */
-        if (tried(s, 0) || p->down || (p->max_conns && p->conns >= p->max_conns))
+        if (tried(s, 0) || p->down || p->drain || p->removed || p->unhealthy
+            || (p->max_conns && p->conns >= p->max_conns))
             return NULL;
         mark_tried(s, 0);
         return p;
@@ -94,8 +94,9 @@ static pt_upstream_peer_t *pick(rr_state_t *s, pt_upstream_peers_t *ps, int64_t 
         pt_upstream_peer_t *p = &ps->peer[i];
         if (tried(s, i) || !peer_usable(p, now))
             continue;
-        p->current_weight += p->effective_weight;
-        total += p->effective_weight;
+        int w = pt__upstream_peer_weight(p, now);
+        p->current_weight += w;
+        total += w;
         if (p->effective_weight < p->weight)
             p->effective_weight++;
         if (best == NULL || p->current_weight > best->current_weight) {
@@ -116,6 +117,7 @@ static int rr_get_peer(pt_upstream_t *u)
 {
     rr_state_t *s = u->peer_data;
     int64_t now = pt_current_msec;
+    pt__upstream_lock(u->group);
     pt_upstream_peer_t *p = pick(s, s->peers, now);
 
     if (p == NULL && s->peers == u->group->peers && s->peers->next) {
@@ -130,10 +132,13 @@ static int rr_get_peer(pt_upstream_t *u)
         for (pt_upstream_peers_t *ps = u->group->peers; ps; ps = ps->next)
             for (unsigned i = 0; i < ps->number; i++)
                 ps->peer[i].fails = 0;
+        pt__upstream_unlock(u->group);
         return PT_BUSY;
     }
     s->current = p;
     p->conns++;
+    p->requests++;
+    pt__upstream_unlock(u->group);
     u->peer = p;
     return PT_OK;
 }
@@ -145,11 +150,15 @@ static void rr_free_peer(pt_upstream_t *u, int state)
     if (p == NULL)
         return;
     s->current = NULL;
+    pt__upstream_lock(u->group);
     if (p->conns)
         p->conns--;
     int64_t now = pt_current_msec;
     if (state == PT_UPSTREAM_PEER_FAILED) {
         p->fails++;
+        p->failures++;
+        if (p->max_fails && p->fails == p->max_fails && p->slow_start)
+            p->start_time = 0;
         p->accessed = now;
         p->checked = now;
         if (p->max_fails) {
@@ -159,8 +168,11 @@ static void rr_free_peer(pt_upstream_t *u, int state)
         }
     } else if (p->accessed < p->checked) {
         /* a success after the fail window reopened: forget the failures */
+        if (p->max_fails && p->fails >= p->max_fails && p->slow_start)
+            p->start_time = now;
         p->fails = 0;
     }
+    pt__upstream_unlock(u->group);
     if (u->tries)
         u->tries--;
 }

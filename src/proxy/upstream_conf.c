@@ -168,6 +168,10 @@ static int build_peers(pt_conf_t *cf, pt_upstream_group_t *g)
     for (size_t i = 0; i < g->servers.nelts; i++) {
         const char *err = NULL;
         int n = resolve(cf, &s[i].addr, g->port ? g->port : 80, addrs, lens, MAX_ADDRS, &err);
+        if (n < 0 && s[i].resolve) {
+            /* issue 4: resolver.c fills it in at runtime */
+            continue;
+        }
         if (n < 0) {
             if (g->implicit)
                 pt_log_error(PT_LOG_EMERG, cf->log, 0, "%s in upstream \"%.*s\" in %s:%u", err,
@@ -194,11 +198,33 @@ static int build_peers(pt_conf_t *cf, pt_upstream_group_t *g)
             p->fail_timeout = s[i].fail_timeout;
             p->max_conns = s[i].max_conns;
             p->down = s[i].down;
+            p->slow_start = s[i].slow_start;
+            p->resolved = s[i].resolve;
             if (addrs[k].sa.sa_family == AF_UNIX)
                 g->unix_socket = 1;
         }
     }
 
+    int any_resolve = 0;
+    for (size_t i = 0; i < g->servers.nelts; i++)
+        any_resolve |= s[i].resolve && !s[i].backup;
+    if (counts[0] == 0 && any_resolve) {
+        /* every primary server is a name resolved at runtime: start empty */
+        pt_upstream_peers_t *p0 = pt_pcalloc(cf->pool, sizeof(pt_upstream_peers_t));
+        if (p0 == NULL)
+            return -1;
+        p0->peer = tmp[0];
+        p0->number = 0;
+        if (counts[1]) {
+            p0->next = pt_pcalloc(cf->pool, sizeof(pt_upstream_peers_t));
+            if (p0->next == NULL)
+                return -1;
+            p0->next->peer = tmp[1];
+            p0->next->number = counts[1];
+        }
+        g->peers = p0;
+        return 0;
+    }
     if (counts[0] == 0) {
         pt_log_error(PT_LOG_EMERG, cf->log, 0, "no servers in upstream \"%.*s\" in %s:%u",
                      (int) g->name.len, g->name.data, g->file ? g->file : "-", g->line);
@@ -328,6 +354,7 @@ static const char *server_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf
     (void) cmd;
 
     pt_upstream_server_t *s = pt_array_push(&g->servers);
+    size_t bad = 1;
     if (s == NULL)
         return "failed (out of memory)";
     memset(s, 0, sizeof(*s));
@@ -338,6 +365,7 @@ static const char *server_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf
 
     for (size_t i = 2; i < cf->args->nelts; i++) {
         pt_str_t v;
+        bad = i;
         if (param(&value[i], "weight=", &v)) {
             int64_t n = pt_atoi64(v.data, v.len);
             if (n <= 0 || n > 1000000)
@@ -362,9 +390,14 @@ static const char *server_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf
             s->backup = 1;
         } else if (pt_str_eq_lit(&value[i], "down")) {
             s->down = 1;
-        } else if (pt_str_eq_lit(&value[i], "resolve")
-                   || param(&value[i], "slow_start=", &v)
-                   || param(&value[i], "service=", &v)
+        } else if (pt_str_eq_lit(&value[i], "resolve")) {
+            s->resolve = 1;          /* issue 4: resolver.c */
+        } else if (param(&value[i], "slow_start=", &v)) {
+            int64_t ms = pt_conf_parse_msec(&v);
+            if (ms < 0)
+                goto invalid;
+            s->slow_start = ms;
+        } else if (param(&value[i], "service=", &v)
                    || param(&value[i], "route=", &v)) {
             /* accepted: re-resolution and slow start come with the upstream issue */
         } else {
@@ -376,8 +409,7 @@ static const char *server_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf
     return PT_CONF_OK;
 
 invalid:
-    pt_conf_error(cf, PT_LOG_EMERG, 0, "invalid parameter \"%s\"",
-                  value[cf->args->nelts > 2 ? 2 : 1].data);
+    pt_conf_error(cf, PT_LOG_EMERG, 0, "invalid parameter \"%s\"", value[bad].data);
     return PT_CONF_ERROR;
 }
 
