@@ -63,7 +63,6 @@ typedef struct {
     unsigned           http_version; /* 10 or 11 */
     int                pass_request_headers;
     int                pass_request_body;
-    int                ignore_client_abort;
     int                redirect;     /* REDIRECT_* */
     pt_array_t        *redirects;    /* proxy_redirect_t; NULL: default */
     unsigned           redirect_default:1; /* "default" among the entries */
@@ -1055,7 +1054,7 @@ static const pt_command_t proxy_commands[] = {
     { "proxy_next_upstream_timeout", CTX_L, 0, 1, 1, pt_conf_set_msec, PT_CONF_HTTP_LOC,
       UP(next_upstream_timeout), NULL },
     { "proxy_ignore_client_abort", CTX_L, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_HTTP_LOC,
-      PL(ignore_client_abort), NULL },
+      UP(ignore_client_abort), NULL },
     { "proxy_socket_keepalive", CTX_L, PT_CONF_FLAG, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     { "proxy_headers_hash_max_size", CTX_L, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     { "proxy_headers_hash_bucket_size", CTX_L, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
@@ -1087,7 +1086,7 @@ static void *create_loc_conf(pt_conf_t *cf)
     c->http_version = PT_CONF_UNSET_UINT;
     c->pass_request_headers = PT_CONF_UNSET;
     c->pass_request_body = PT_CONF_UNSET;
-    c->ignore_client_abort = PT_CONF_UNSET;
+    c->up.ignore_client_abort = PT_CONF_UNSET;
     c->redirect = REDIRECT_UNSET;
     c->redirects = PT_CONF_UNSET_PTR;
     return c;
@@ -1152,7 +1151,7 @@ static const char *merge_loc_conf(pt_conf_t *cf, void *parent, void *child)
     pt_conf_merge_uint(c->http_version, prev->http_version, 10);
     pt_conf_merge(c->pass_request_headers, prev->pass_request_headers, 1);
     pt_conf_merge(c->pass_request_body, prev->pass_request_body, 1);
-    pt_conf_merge(c->ignore_client_abort, prev->ignore_client_abort, 0);
+    pt_conf_merge(c->up.ignore_client_abort, prev->up.ignore_client_abort, 0);
     if (c->ignore_headers == 0 || c->ignore_headers == PT_CONF_UNSET_UINT)
         c->ignore_headers = prev->ignore_headers == PT_CONF_UNSET_UINT ? 0 : prev->ignore_headers;
 

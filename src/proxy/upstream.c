@@ -360,6 +360,8 @@ static void on_client_read(pt_http_request_t *r)
         return;        /* unread body bytes: not a sign of anything */
 
     /* Body done: readable means EOF, an error, or pipelined bytes. */
+    if (u->conf->ignore_client_abort && !u->header_done)
+        return;                  /* the writer reports a gone client later */
     pt_conn_t *c = r->connection;
     if (c->io.read.eof || c->io.read.error) {
         client_gone(u, u->header_done ? "sending response to client"
@@ -392,11 +394,6 @@ static void on_client_write(pt_http_request_t *r)
 
 /* ------------------------------------------------------------------------ */
 /* Connecting                                                                */
-
-static void on_upstream_event_common(pt_upstream_t *u)
-{
-    (void) u;
-}
 
 static void connect_peer(pt_upstream_t *u)
 {
@@ -500,7 +497,6 @@ static void connect_peer(pt_upstream_t *u)
         return;
     }
     pt_timer_add(&c->io.write, u->conf->connect_timeout);
-    on_upstream_event_common(u);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1463,6 +1459,37 @@ static int get_upstream_http(pt_http_request_t *r, pt_http_var_value_t *v, uintp
     return PT_OK;
 }
 
+static int get_upstream_cookie(pt_http_request_t *r, pt_http_var_value_t *v, uintptr_t data)
+{
+    const pt_str_t *name = (const pt_str_t *) data;
+    pt_upstream_t *u = r->upstream;
+    v->not_found = 1;
+    v->value.len = 0;
+    v->value.data = (char *) "";
+    if (u == NULL)
+        return PT_OK;
+    pt_http_header_t *h = u->headers_in.headers.elts;
+    for (size_t i = 0; i < u->headers_in.headers.nelts; i++) {
+        if (!pt_str_caseeq_lit(&h[i].name, "set-cookie"))
+            continue;
+        /* "name=value; attributes": only the first pair names the cookie */
+        const char *p = h[i].value.data, *end = p + h[i].value.len;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if ((size_t) (end - p) <= name->len || p[name->len] != '='
+            || pt_strncasecmp(p, name->data, name->len) != 0)
+            continue;
+        p += name->len + 1;
+        const char *e = memchr(p, ';', (size_t) (end - p));
+        v->value.data = (char *) p;
+        v->value.len = (size_t) ((e ? e : end) - p);
+        v->not_found = 0;
+        v->valid = 1;
+        return PT_OK;
+    }
+    return PT_OK;
+}
+
 int pt_upstream_add_variables(pt_conf_t *cf)
 {
     static const struct {
@@ -1489,5 +1516,10 @@ int pt_upstream_add_variables(pt_conf_t *cf)
     if (v == NULL)
         return -1;
     v->get = get_upstream_http;
+    pt_str_t cprefix = pt_string("upstream_cookie_");
+    v = pt_http_var_add(cf, &cprefix, PT_VAR_PREFIX | PT_VAR_NOCACHEABLE);
+    if (v == NULL)
+        return -1;
+    v->get = get_upstream_cookie;
     return 0;
 }

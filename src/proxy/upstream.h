@@ -171,6 +171,7 @@ typedef struct {
     unsigned next_upstream;       /* PT_UPSTREAM_FT_* */
     int64_t  next_upstream_tries; /* 0: unlimited */
     int64_t  next_upstream_timeout;
+    int      ignore_client_abort;  /* proxy_ignore_client_abort */
 } pt_upstream_conf_t;
 
 /* One try, for $upstream_* (several tries are joined with ", "). */
