@@ -421,10 +421,37 @@ static void abort_request(h1_conn_t *h, int status)
 /* ------------------------------------------------------------------------ */
 /* Events                                                                    */
 
+/* worker_shutdown_timeout: the connection must go (c->close on an active
+ * request). Nothing is freed behind the back of whoever holds the request:
+ * its output fails from now on and its own handler finalizes. */
+static void force_end(h1_conn_t *h)
+{
+    pt_http_request_t *r = h->r;
+
+    h->write_error = 1;
+    drop_output(h);
+    if (h->finalized) {
+        r->aborted = 1;
+        pt_http_log_request(r);
+        post_done(h);
+    } else if (r->write_event_handler) {
+        r->write_event_handler(r);
+    } else if (r->read_event_handler) {
+        r->read_event_handler(r);
+    } else {
+        pt_http_finalize_request(r, PT_ERROR);
+    }
+}
+
 static void request_read(h1_conn_t *h)
 {
     pt_event_t *ev = &h->c->io.read;
     pt_http_request_t *r = h->r;
+
+    if (h->c->close && pt_conn_shutting_down && !h->write_error) {
+        force_end(h);
+        return;
+    }
 
     if (h->discarding) {
         (void) discard_read(h);
@@ -455,6 +482,10 @@ static void on_read(pt_event_t *ev)
         if (ev->timedout) {
             pt_log_error(PT_LOG_INFO, &c->log, ETIMEDOUT, "client timed out");
             abort_request(h, 408);
+            return;
+        }
+        if (c->close && pt_conn_shutting_down) {
+            abort_request(h, 400);
             return;
         }
         process_head(h);
