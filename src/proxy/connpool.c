@@ -160,6 +160,9 @@ void pt_upstream_keepalive_put(pt_upstream_group_t *g, pt_upstream_peer_t *peer,
     p->nidle++;
 
     c->data = it;
+    /* the log context belonged to the request that used the connection */
+    c->log.ctx_handler = NULL;
+    c->log.ctx = NULL;
     c->io.read.handler = on_idle_event;
     c->io.write.handler = on_idle_event;
     pt_timer_del(&c->io.write);

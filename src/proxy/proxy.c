@@ -179,14 +179,19 @@ static const char *target_init(pt_pool_t *pool, pt_conf_t *cf, pt_upstream_main_
             return PT_CONF_ERROR;
         return NULL;
     }
-    /* request time: an upstream { } or an implicit group of this name */
+    /* request time: an upstream { } or an implicit group of this name, or
+     * an address literal */
     pt_upstream_group_t **gs = umcf->groups.elts;
     for (size_t i = 0; i < umcf->groups.nelts; i++) {
-        if (pt_str_caseeq(&gs[i]->name, &host) && gs[i]->peers) {
+        if (pt_str_caseeq(&gs[i]->name, &host) && gs[i]->peers
+            && (gs[i]->defined || gs[i]->port == port || is_unix)) {
             t->group = gs[i];
             return NULL;
         }
     }
+    t->group = pt_upstream_group_literal(pool, &host, port);
+    if (t->group)
+        return NULL;
     return "no resolver defined to resolve";
 }
 

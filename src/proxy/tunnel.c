@@ -167,6 +167,8 @@ int pt_upstream_tunnel_start(pt_upstream_t *u, pt_conn_t *client, pt_buf_t *clie
     pt_timer_del(&client->io.read);
     pt_timer_del(&client->io.write);
     u->c->data = t;
+    u->c->log.ctx_handler = NULL;     /* the request's context ends now */
+    u->c->log.ctx = NULL;
     u->c->io.read.handler = on_tunnel_event;
     u->c->io.write.handler = on_tunnel_event;
 

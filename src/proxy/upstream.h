@@ -140,6 +140,12 @@ extern pt_module_t pt_http_upstream_module;
 pt_upstream_group_t *pt_upstream_group_add(pt_conf_t *cf, const pt_str_t *host,
                                            in_port_t default_port, int has_port);
 
+/* Request time (proxy_pass with variables): a one-peer group in pool for an
+ * address literal ("127.0.0.1:8080", "[::1]:80", "unix:/p"); NULL when host
+ * is a name (that would need a resolver). */
+pt_upstream_group_t *pt_upstream_group_literal(pt_pool_t *pool, const pt_str_t *host,
+                                               in_port_t default_port);
+
 /* proxy_next_upstream bits. */
 #define PT_UPSTREAM_FT_ERROR          0x0002
 #define PT_UPSTREAM_FT_TIMEOUT        0x0004

@@ -286,6 +286,90 @@ pt_upstream_group_t *pt_upstream_group_add(pt_conf_t *cf, const pt_str_t *host,
     return g;
 }
 
+pt_upstream_group_t *pt_upstream_group_literal(pt_pool_t *pool, const pt_str_t *host,
+                                               in_port_t default_port)
+{
+    pt_sockaddr_t sa;
+    socklen_t len;
+    memset(&sa, 0, sizeof(sa));
+    if (host->len >= 5 && memcmp(host->data, "unix:", 5) == 0) {
+        size_t plen = host->len - 5;
+        if (plen == 0 || plen >= sizeof(sa.sun.sun_path))
+            return NULL;
+        sa.sun.sun_family = AF_UNIX;
+        memcpy(sa.sun.sun_path, host->data + 5, plen);
+        len = sizeof(struct sockaddr_un);
+    } else {
+        char buf[64];
+        const char *p = host->data, *end = host->data + host->len, *port = NULL;
+        size_t hl;
+        if (p < end && *p == '[') {
+            const char *rb = memchr(p, ']', host->len);
+            if (rb == NULL)
+                return NULL;
+            hl = (size_t) (rb - p - 1);
+            if (hl >= sizeof(buf))
+                return NULL;
+            memcpy(buf, p + 1, hl);
+            if (rb + 1 < end && rb[1] == ':')
+                port = rb + 2;
+        } else {
+            const char *colon = memchr(p, ':', host->len);
+            hl = (size_t) ((colon ? colon : end) - p);
+            if (hl >= sizeof(buf))
+                return NULL;
+            memcpy(buf, p, hl);
+            if (colon)
+                port = colon + 1;
+        }
+        buf[hl] = '\0';
+        int64_t pn = default_port;
+        if (port) {
+            pn = pt_atoi64(port, (size_t) (end - port));
+            if (pn < 1 || pn > 65535)
+                return NULL;
+        }
+        if (inet_pton(AF_INET, buf, &sa.sin.sin_addr) == 1) {
+            sa.sin.sin_family = AF_INET;
+            sa.sin.sin_port = htons((in_port_t) pn);
+            len = sizeof(struct sockaddr_in);
+        } else if (inet_pton(AF_INET6, buf, &sa.sin6.sin6_addr) == 1) {
+            sa.sin6.sin6_family = AF_INET6;
+            sa.sin6.sin6_port = htons((in_port_t) pn);
+            len = sizeof(struct sockaddr_in6);
+        } else {
+            return NULL;
+        }
+    }
+    pt_upstream_group_t *g = pt_pcalloc(pool, sizeof(*g));
+    pt_upstream_peers_t *ps = pt_pcalloc(pool, sizeof(*ps));
+    pt_upstream_peer_t *peer = pt_pcalloc(pool, sizeof(*peer));
+    char *text = pt_pnalloc(pool, 160);
+    if (g == NULL || ps == NULL || peer == NULL || text == NULL)
+        return NULL;
+    peer->sockaddr = sa;
+    peer->socklen = len;
+    peer->name.data = text;
+    peer->name.len = pt_sockaddr_text(&sa.sa, len, text, 160, 1);
+    peer->server = *host;
+    peer->weight = 1;
+    peer->effective_weight = 1;
+    peer->max_fails = 1;
+    peer->fail_timeout = 10000;
+    ps->peer = peer;
+    ps->number = 1;
+    ps->single = 1;
+    ps->total_weight = 1;
+    g->name = *host;
+    g->peers = ps;
+    g->implicit = 1;
+    g->balancer = &pt_upstream_balancer_rr;
+    g->keepalive_requests = 1000;
+    g->keepalive_time = 3600000;
+    g->keepalive_timeout = 60000;
+    return g;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Directives */
 

@@ -385,3 +385,16 @@ def test_interim_100_skipped(portico, backends):
             location / { proxy_pass http://%s; } } }""" % b.addr)
     r = http_get(p.url(path="/"))
     assert r.status == 200 and r.body == b"final"
+
+
+def test_proxy_pass_variables_address_literal(portico, echo_backend):
+    p = portico("""
+        http { server { listen 127.0.0.1:@PORT@;
+            location /lit/ { set $b %s; proxy_pass http://$b$request_uri; }
+            location /name/ { set $h nosuchhost.invalid; proxy_pass http://$h; }
+        } }""" % echo_backend.addr)
+    j = echo_json(http_get(p.url(path="/lit/x?y=1")))
+    assert j["target"] == "/lit/x?y=1"
+    assert j["headers"]["Host"] == echo_backend.addr
+    assert http_get(p.url(path="/name/")).status == 502
+    assert "no resolver defined to resolve" in p.error_log()
