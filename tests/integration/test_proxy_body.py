@@ -394,3 +394,55 @@ def test_x_accel_buffering_no(portico, backends):
     while b"secnd" not in data:
         data += s.recv(4096)
     s.close()
+
+
+@pytest.mark.parametrize("buffering", ["on", "off"])
+def test_client_body_timeout(portico, echo_backend, buffering):
+    p = portico("""
+        http { server { listen 127.0.0.1:@PORT@;
+            client_body_timeout 1s;
+            location / { proxy_pass http://%s; proxy_request_buffering %s; } } }"""
+                % (echo_backend.addr, buffering))
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    t0 = time.monotonic()
+    s.settimeout(5)
+    data = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+    except (ConnectionResetError, socket.timeout):
+        pass
+    dt = time.monotonic() - t0
+    s.close()
+    assert 0.8 < dt < 3.5
+    assert b"200 OK" not in data
+    # a backend never sees a truncated body as a complete request
+    assert all(len(q.body) != 3 for q in echo_backend.requests)
+
+
+def test_expect_100_continue_streaming(portico, echo_backend):
+    p = portico("""
+        http { server { listen 127.0.0.1:@PORT@;
+            location / { proxy_pass http://%s; proxy_request_buffering off;
+                         proxy_http_version 1.1; } } }""" % echo_backend.addr)
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.settimeout(5)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+              b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+    first = s.recv(100)
+    assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    s.sendall(b"4\r\nabcd\r\n0\r\n\r\n")
+    data = first
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    assert b"HTTP/1.1 200" in data
+    assert echo_backend.last.body == b"abcd"
+    assert echo_backend.last.header("expect") is None
