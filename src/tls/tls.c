@@ -1311,13 +1311,6 @@ static void handshake(tls_conn_t *tc)
             c->recv = pt_tls_recv;
             c->send = pt_tls_send;
             c->writev = pt_tls_writev;
-            if (tc->uconf && tc->uconf->session_reuse) {
-                SSL_SESSION *s = SSL_get1_session(tc->ssl);
-                if (s) {
-                    SSL_SESSION_free(tc->uconf->session);
-                    tc->uconf->session = s;
-                }
-            }
             done(c, 0);
             return;
         }
@@ -1642,12 +1635,31 @@ void pt_tls_upstream_conf_merge(pt_tls_upstream_conf_t *uc, const pt_tls_upstrea
     pt_conf_merge(uc->session_reuse, prev->session_reuse, 1);
 }
 
+static int on_upstream_session(SSL *ssl, SSL_SESSION *sess)
+{
+    tls_conn_t *tc = SSL_get_app_data(ssl);
+    if (tc == NULL || tc->uconf == NULL || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    SSL_SESSION_free(tc->uconf->session);
+    tc->uconf->session = sess;
+    return 1;     /* we keep the reference */
+}
+
+static void free_upstream_session(void *p)
+{
+    pt_tls_upstream_conf_t *uc = p;
+    SSL_SESSION_free(uc->session);
+    uc->session = NULL;
+}
+
 int pt_tls_upstream_conf_init(pt_conf_t *cf, pt_tls_upstream_conf_t *uc)
 {
     SSL_CTX *ctx;
 
     if (uc->ctx)
         return 0;
+    if (pt_pool_cleanup_add(cf->pool, free_upstream_session, uc) != 0)
+        return -1;
     ERR_clear_error();
     ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL || pt_pool_cleanup_add(cf->pool, free_ctx, ctx) != 0) {
@@ -1693,8 +1705,12 @@ int pt_tls_upstream_conf_init(pt_conf_t *cf, pt_tls_upstream_conf_t *uc)
         if (load_pair(cf, &tmp, ctx, &uc->certificate, &uc->certificate_key) != 0)
             return -1;
     }
-    if (uc->session_reuse)
+    if (uc->session_reuse) {
+        /* the session to resume next time: TLS 1.3 tickets arrive after the
+         * handshake, so take them as OpenSSL reports them */
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+        SSL_CTX_sess_set_new_cb(ctx, on_upstream_session);
+    }
     return 0;
 }
 
