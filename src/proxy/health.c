@@ -79,12 +79,14 @@ struct pt_upstream_hc_s {
     /* per worker */
     pt_event_t           timer;
     pt_cycle_t          *cycle;
+    hc_probe_t          *probes;     /* in flight (freed at exit) */
     unsigned             inflight;
     unsigned             owner:1;
 };
 
 struct hc_probe_s {
     pt_io_t            io;
+    hc_probe_t        *next, **prevp;
     pt_upstream_hc_t  *hc;
     pt_upstream_peer_t *peer;
     unsigned           id;           /* peer->id at launch: a reused slot is not judged */
@@ -269,6 +271,9 @@ static void probe_finish(hc_probe_t *pr, int pass, const char *why)
     if (pr->io.fd >= 0)
         pt_loop_close_io(&pr->io);
     pr->hc->inflight--;
+    *pr->prevp = pr->next;
+    if (pr->next)
+        pr->next->prevp = pr->prevp;
     report(pr->hc, pr->peer, pr->id, pass, why);
     pt_loop_defer_free(probe_free, pr);
 }
@@ -368,6 +373,11 @@ static void probe_start(pt_upstream_hc_t *hc, pt_upstream_peer_t *peer, unsigned
     pr->id = id;
     pr->io.fd = -1;
     hc->inflight++;
+    pr->next = hc->probes;
+    pr->prevp = &hc->probes;
+    if (hc->probes)
+        hc->probes->prevp = &pr->next;
+    hc->probes = pr;
 
     pt_sockaddr_t addr = *sa;
     char host[160];
@@ -779,6 +789,15 @@ static void exit_worker(pt_cycle_t *cycle)
         pt_upstream_hc_t *hc = hcs[i];
         pt_upstream_shared_t *sh = hc->group->ext->shared;
         pt_timer_del(&hc->timer);
+        while (hc->probes) {
+            hc_probe_t *pr = hc->probes;
+            hc->probes = pr->next;
+            if (pr->io.fd >= 0) {
+                pt_loop_del_io(&pr->io);
+                close(pr->io.fd);
+            }
+            probe_free(pr);
+        }
         if (sh == NULL)
             continue;
         pt__upstream_lock(hc->group);
