@@ -84,13 +84,18 @@ build/unit/%: tests/unit/%.c tests/unit/tap.h build/libportico-asan.a
 	$(CC) $(ALL_CFLAGS) $(SAN) -Isrc -Itests/unit -o $@ $< build/libportico-asan.a $(LIBS)
 
 test-unit: unit
+	@mkdir -p build/test-results
 	@sh scripts/run-unit.sh $(UNIT_BINS)
 
 test-integration: build/portico
-	PORTICO_BIN=$(CURDIR)/build/portico $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+	@mkdir -p build/test-results
+	PORTICO_BIN=$(CURDIR)/build/portico $(PY) -m pytest tests/integration \
+	  --junitxml=build/test-results/integration.xml $(PYTEST_ARGS)
 
 test-asan: build/asan/portico
-	PORTICO_BIN=$(CURDIR)/build/asan/portico $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+	@mkdir -p build/test-results
+	PORTICO_BIN=$(CURDIR)/build/asan/portico $(PY) -m pytest tests/integration \
+	  --junitxml=build/test-results/integration-asan.xml $(PYTEST_ARGS)
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS.
 fuzz-build: $(FUZZ_BINS)
@@ -101,12 +106,16 @@ build/fuzz/%: fuzz/%.c $(LIB_SRCS) $(GEN_SRCS)
 fuzz: fuzz-build
 	@sh scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
+# The closing line sums every unit check, integration test (plain and
+# sanitizer builds) and fuzz target; later steps run even when one fails.
 test: deps
-	$(MAKE) -j2 build/portico build/asan/portico unit
-	$(MAKE) test-unit
-	$(MAKE) test-integration
-	$(MAKE) test-asan
-	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+	@rm -rf build/test-results && mkdir -p build/test-results
+	$(MAKE) -j2 build/portico build/asan/portico unit fuzz-build
+	-$(MAKE) test-unit
+	-$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+	-$(MAKE) test-integration
+	-$(MAKE) test-asan
+	@$(PY) scripts/test-summary.py
 
 run: deps build/portico
 	@mkdir -p build/run/logs
