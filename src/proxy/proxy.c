@@ -170,7 +170,14 @@ static const char *target_init(pt_pool_t *pool, pt_conf_t *cf, pt_upstream_main_
     if (is_unix) {
         pt_str_set(&t->host, "localhost");
     } else {
-        t->host = host;       /* "host:port" as written; port only when given */
+        /* "host:port" as written; a written default port is dropped, as nginx */
+        t->host = host;
+        if (has_port && port == 80) {
+            const char *colon = host.data + host.len;
+            while (colon > host.data && colon[-1] != ':')
+                colon--;
+            t->host.len = (size_t) (colon - 1 - host.data);
+        }
     }
 
     if (cf) {

@@ -216,6 +216,37 @@ static void test_keepalive_flags(void)
     ok(u.ka_request && u.upgrade_request, "Upgrade + Connection: upgrade");
 }
 
+static void test_targets(void)
+{
+    static const struct { const char *url, *host, *port, *uri; int has_uri; } cases[] = {
+        { "http://127.0.0.1:8080", "127.0.0.1:8080", "8080", "", 0 },
+        { "http://127.0.0.1:80/x/", "127.0.0.1", "80", "/x/", 1 },
+        { "http://[::1]:81/", "[::1]:81", "81", "/", 1 },
+        { "http://unix:/tmp/a.sock:/u", "localhost", "80", "/u", 1 },
+        { "http://unix:/tmp/a.sock", "localhost", "80", "", 0 },
+    };
+    pt_upstream_main_conf_t umcf;
+    memset(&umcf, 0, sizeof(umcf));
+    pt_array_init(&umcf.groups, pool, 1, sizeof(pt_upstream_group_t *));
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        proxy_target_t t;
+        memset(&t, 0, sizeof(t));
+        pt_str_t url = S(cases[i].url);
+        const char *err = target_init(pool, NULL, &umcf, &url, &t);
+        ok(err == NULL && t.group != NULL, "%s: literal group", cases[i].url);
+        is_strn(t.host.data, t.host.len, cases[i].host, "$proxy_host");
+        is_strn(t.port.data, t.port.len, cases[i].port, "$proxy_port");
+        is_int(t.has_uri, cases[i].has_uri, "has URI part");
+        if (cases[i].has_uri)
+            is_strn(t.uri.data, t.uri.len, cases[i].uri, "URI part");
+    }
+    proxy_target_t t;
+    pt_str_t url = S("http://backend.invalid");
+    ok(target_init(pool, NULL, &umcf, &url, &t) != NULL, "a name needs a resolver at request time");
+    url = S("https://x");
+    ok(target_init(pool, NULL, &umcf, &url, &t) != NULL, "https is refused");
+}
+
 int main(void)
 {
     pool = pt_pool_create(16384);
@@ -228,6 +259,7 @@ int main(void)
     subtest("uri", test_uris);
     subtest("head", test_head);
     subtest("keepalive", test_keepalive_flags);
+    subtest("targets", test_targets);
     pt_pool_destroy(pool);
     return done_testing();
 }
