@@ -420,3 +420,48 @@ http {
     assert rc != 0
     assert msg in err, err
     assert "portico.conf:" in err, err
+
+
+KA_LOC = 'proxy_http_version 1.1; proxy_set_header Connection "";'
+
+
+def test_keepalive_pool_reuses_connections(portico, backends):
+    a, b = mk(backends, 2)
+    p = portico(conf('server %s; server %s; keepalive 4;' % (a.addr, b.addr), KA_LOC))
+    cl = Client(p.port)
+    got = collections.Counter(cl.get()[1] for _ in range(40))
+    assert got == {"b0": 20, "b1": 20}
+    assert a.b.connections <= 2 and b.b.connections <= 2, (a.b.connections, b.b.connections)
+
+
+def test_keepalive_backend_closed_idle_connection_post_ok(portico, backends):
+    """The backend closes each kept-alive connection shortly after answering:
+    the pool notices, and a POST (which may not be retried once sent) never
+    goes out on such a connection."""
+    def h(req, c, bk):
+        c.sendall(http_response(200, "ok:" + req.method))
+        time.sleep(0.05)
+        raise _Close()
+    be = backends(h, name="closer")
+    p = portico(conf('server %s; keepalive 8;' % be.addr, KA_LOC))
+    cl = Client(p.port)
+    for i in range(10):
+        st, body, r = cl.get(method="POST" if i % 2 else "GET", body=b"x" * 10)
+        assert st == 200, (i, st, body)
+        time.sleep(0.15)
+    assert "upstream prematurely closed" not in p.error_log()
+
+
+def test_zone_state_survives_reload(portico, backends):
+    a, b, c = mk(backends, 3)
+    text = conf('zone pool 256k; server %s; server %s;' % (a.addr, b.addr))
+    text = text.replace("location / {", "location /api/ { api write=on; }\n        location / {")
+    p = portico(text, workers=2)
+    st = http_get(p.url(path="/api/upstreams/pool/servers"), method="POST",
+                  body=('{"server": "%s"}' % c.addr).encode()).status
+    assert st == 201
+    assert set(names(p.port, 9)) == {"b0", "b1", "b2"}
+    p.reload(text)
+    time.sleep(0.8)
+    # same servers in the config: the zone's state (with the added server) is kept
+    assert set(names(p.port, 9)) == {"b0", "b1", "b2"}
