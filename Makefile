@@ -97,12 +97,24 @@ test-asan: build/asan/portico
 	PORTICO_BIN=$(CURDIR)/build/asan/portico $(PY) -m pytest tests/integration \
 	  --junitxml=build/test-results/integration-asan.xml $(PYTEST_ARGS)
 
-# libFuzzer targets (clang), each run for FUZZ_SECONDS.
-fuzz-build: $(FUZZ_BINS)
-build/fuzz/%: fuzz/%.c $(LIB_SRCS) $(GEN_SRCS)
+# libFuzzer targets (clang): the library is built once with fuzzer
+# instrumentation, then each fuzz/fuzz_*.c links against it.
+FUZZ_CFLAGS := -std=c17 -g -O1 $(DEFS) -Wall -Wextra -Werror -Wno-unused-parameter \
+               -fsanitize=address,undefined -Isrc
+FUZZ_OBJS := $(LIB_SRCS:%.c=build/fuzz-obj/%.o) $(GEN_SRCS:build/gen/%.c=build/fuzz-obj/gen/%.o)
+build/fuzz-obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang -std=c17 -g -O1 $(DEFS) -Wall -Wextra -Werror -Wno-unused-parameter \
-	  -fsanitize=fuzzer,address,undefined -Isrc -o $@ $< $(LIB_SRCS) $(GEN_SRCS) $(LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+build/fuzz-obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+build/libportico-fuzz.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+fuzz-build: $(FUZZ_BINS)
+build/fuzz/%: fuzz/%.c build/libportico-fuzz.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/libportico-fuzz.a $(LIBS)
 fuzz: fuzz-build
 	@sh scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
@@ -130,4 +142,4 @@ bench-smoke: deps build/portico
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d)
