@@ -126,7 +126,8 @@ struct h2_stream_s {
     pt_buf_t           *out, **out_last;
     size_t              out_bytes;
     h2_stream_t        *start_next;   /* list of streams to start */
-    pt_event_t          wake;         /* posted: write_event_handler */
+    pt_event_t          wake;         /* posted: read/write_event_handler */
+    pt_event_t          timer;        /* client_body_timeout / send_timeout */
     unsigned            in_eof:1;      /* END_STREAM received */
     unsigned            started:1;
     unsigned            submitted:1;   /* response HEADERS submitted */
@@ -223,6 +224,8 @@ static void stream_maybe_free(h2_stream_t *s)
     }
     if (s->wake.posted)
         pt_event_unpost(&s->wake);
+    if (s->timer.timer_set)
+        pt_timer_del(&s->timer);
     if (s->h2c) {
         h2_conn_t *h2c = s->h2c;
         if (s->prev)
@@ -261,6 +264,26 @@ static void on_wake(pt_event_t *ev)
     }
     if (wr && r->write_event_handler)
         r->write_event_handler(r);
+}
+
+/* A stream that waited too long for body bytes (client_body_timeout) or for
+ * the client to take its response (send_timeout) ends with 408. */
+static void on_stream_timer(pt_event_t *ev)
+{
+    h2_stream_t *s = ev->data;
+    if (s->finalized) {
+        /* the response is queued but the client does not take it */
+        if (s->h2c && !s->closed && !s->h2c->dead) {
+            pt_log_error(PT_LOG_INFO, &s->h2c->c->log, ETIMEDOUT, "client timed out");
+            nghttp2_submit_rst_stream(s->h2c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+            if (!s->h2c->done_ev.posted)
+                pt_event_post(&s->h2c->done_ev);
+        }
+        return;
+    }
+    pt_log_error(PT_LOG_INFO, &s->r->connection->log, ETIMEDOUT, "client timed out");
+    s->r->aborted = 1;
+    pt_http_finalize_request(s->r, 408);
 }
 
 /* Wakes the handler: read (body data or its end), write (queue drained),
@@ -319,6 +342,9 @@ static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
     s->wake.handler = on_wake;
     s->wake.data = s;
     s->wake.timer_index = SIZE_MAX;
+    s->timer.handler = on_stream_timer;
+    s->timer.data = s;
+    s->timer.timer_index = SIZE_MAX;
     s->next = h2c->streams;
     if (h2c->streams)
         h2c->streams->prev = s;
@@ -358,6 +384,14 @@ static ssize_t data_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
     }
     if (s->r)
         s->r->bytes_sent += (int64_t) n;
+    if (n && s->r) {
+        /* progress: the client takes the response; wait send_timeout again
+         * for the rest */
+        if (s->out_bytes)
+            pt_timer_add(&s->timer, clcf_of(s->r)->send_timeout);
+        else if (s->timer.timer_set)
+            pt_timer_del(&s->timer);
+    }
     if (s->out == NULL && s->last_queued) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     } else if (n == 0) {
@@ -970,6 +1004,8 @@ static int h2_send_body(pt_http_request_t *r, pt_buf_t *chain)
     }
     if (!h2c->in_recv && !h2c->done_ev.posted)
         pt_event_post(&h2c->done_ev);
+    if (s->out_bytes && !s->timer.timer_set)
+        pt_timer_add(&s->timer, clcf_of(r)->send_timeout);
     if (s->out_bytes > (size_t) h2c->conf->chunk_size * 4 && s->out_bytes > 65536) {
         s->blocked = 1;
         return PT_AGAIN;
@@ -1022,6 +1058,8 @@ static ssize_t h2_read_body(pt_http_request_t *r, char *buf, size_t size, int *s
         }
     }
     if (n) {
+        if (s->timer.timer_set)
+            pt_timer_del(&s->timer);
         s->in_bytes -= n;
         r->request_length += (int64_t) n;
         nghttp2_session_consume_stream(h2c->ng, s->id, n);
@@ -1040,6 +1078,7 @@ static ssize_t h2_read_body(pt_http_request_t *r, char *buf, size_t size, int *s
         }
         return 0;
     }
+    pt_timer_add(&s->timer, clcf->client_body_timeout);
     return PT_AGAIN;
 }
 
@@ -1071,6 +1110,8 @@ static void h2_finalize(pt_http_request_t *r)
     s->finalized = 1;
     if (s->wake.posted)
         pt_event_unpost(&s->wake);
+    if (s->timer.timer_set && s->out_bytes == 0)
+        pt_timer_del(&s->timer);
     if (h2c && !s->closed) {
         if (r->aborted || !s->submitted) {
             nghttp2_submit_rst_stream(h2c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);

@@ -441,3 +441,32 @@ def test_settings_and_limits_directives(portico, cert, files):
     rs = cl.conn.remote_settings
     assert rs.max_concurrent_streams == 7
     assert rs.initial_window_size == 32 * 1024
+
+
+def test_send_timeout_resets_stalled_stream(portico, cert, files):
+    p = portico(conf(cert, files, extra="send_timeout 1s;"))
+    cl = H2Client(tls_h2_sock(p.port))
+    cl.conn.increment_flow_control_window(64 * 1024 * 1024)
+    cl.flush()
+    big = cl.request("/files/big.bin")
+    # never acknowledge: the stream window stays closed
+    assert cl.pump(lambda: big in cl.reset, timeout=8, ack=False)
+    small = cl.request("/files/small.txt")
+    assert cl.pump(lambda: small in cl.ended, ack=False)
+    cl.sock.close()
+
+
+def test_client_body_timeout(portico, cert, files, echo_backend):
+    c = conf(cert, files, extra="client_body_timeout 1s;").replace(
+        "location /redir", "location /up { proxy_pass %s; }\n        location /redir"
+        % echo_backend.url.rstrip("/"))
+    p = portico(c)
+    cl = H2Client(tls_h2_sock(p.port))
+    sid = cl.request("/up/x", method="POST", headers=[("content-length", "100")], body=b"abc",
+                     end=False)
+    assert cl.pump(lambda: sid in cl.reset or sid in cl.ended, timeout=8)
+    if sid in cl.headers:
+        assert cl.headers[sid][":status"] in ("408", "400")
+    other = cl.request("/")
+    assert cl.pump(lambda: other in cl.ended)
+    cl.sock.close()
