@@ -127,3 +127,18 @@ def test_api_off_by_default(portico, backends):
     a, = mk(backends, 1)
     p = portico(conf([a.addr], api="return 404;"))
     assert call(p, "GET", "/api/upstreams")[0] == 404
+
+
+def test_consistent_hash_ring_follows_added_server(portico, backends):
+    bs = mk(backends, 5)
+    text = conf([b.addr for b in bs[:4]], zone="zone pool 256k; hash $arg_k consistent;")
+    p = portico(text, workers=2)
+    cl = Client(p.port)
+    before = {k: cl.get("/?k=key%d" % k)[1] for k in range(600)}
+    st, js = call(p, "POST", "/api/upstreams/pool/servers", {"server": bs[4].addr})
+    assert st == 201
+    cl = Client(p.port)
+    after = {k: cl.get("/?k=key%d" % k)[1] for k in range(600)}
+    moved = [k for k in before if before[k] != after[k]]
+    assert all(after[k] == "b4" for k in moved)
+    assert 0.1 < len(moved) / 600.0 < 0.3, len(moved)
