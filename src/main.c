@@ -414,6 +414,10 @@ int main(int argc, char **argv)
     opts.dump_config = cli.dump;
     opts.signaller = cli.signal != NULL && !cli.test;
 
+    int inherited = 0;
+    if (!cli.test && cli.signal == NULL)
+        inherited = pt_cycle_inherit(pt_log_default) > 0;
+
     pt_cycle_t *cycle = pt_cycle_create(NULL, &opts);
     if (cycle == NULL) {
         if (cli.test)
@@ -437,5 +441,6 @@ int main(int argc, char **argv)
         return done(rc);
     }
 
+    pt_master_set_start(argv, inherited);
     return pt_master_run(cycle);
 }

@@ -4,6 +4,7 @@
 #include "cycle_init.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,88 @@ static char *dup_opt(const char *s)
 
 /* ---- listening sockets ----------------------------------------------------- */
 
+/* Sockets handed over by the previous binary (USR2), until the first cycle
+ * takes them. */
+typedef struct {
+    pt_sockaddr_t addr;
+    socklen_t     socklen;
+    int           fd;
+    int           taken;
+} inherited_t;
+
+static inherited_t *inherited;
+static size_t       ninherited;
+
+int pt_cycle_inherit(pt_log_t *log)
+{
+    const char *v = getenv(PT_INHERIT_ENV);
+    if (v == NULL)
+        return 0;
+
+    pt_log_error(PT_LOG_NOTICE, log, 0, "using inherited sockets from \"%s\"", v);
+    size_t n = 1;
+    for (const char *p = v; *p; p++)
+        n += *p == ';';
+    inherited = calloc(n, sizeof(*inherited));
+    if (inherited == NULL)
+        return -1;
+
+    const char *p = v;
+    while (*p) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t) (end - p) : strlen(p);
+        int64_t fd = pt_atoi64(p, len);
+        if (fd < 0 || fd > 65535) {
+            pt_log_error(PT_LOG_EMERG, log, 0, "invalid socket number \"%.*s\" in "
+                         PT_INHERIT_ENV " environment variable, ignoring the rest of the "
+                         "variable", (int) len, p);
+            break;
+        }
+        inherited_t *in = &inherited[ninherited];
+        in->socklen = sizeof(in->addr);
+        if (getsockname((int) fd, &in->addr.sa, &in->socklen) != 0) {
+            pt_log_error(PT_LOG_CRIT, log, errno, "getsockname() of the inherited socket #%d "
+                         "failed", (int) fd);
+        } else {
+            in->fd = (int) fd;
+            ninherited++;
+        }
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    unsetenv(PT_INHERIT_ENV);   /* not for our own children */
+    return (int) ninherited;
+}
+
+static int take_inherited(pt_listening_t *ls)
+{
+    for (size_t i = 0; i < ninherited; i++) {
+        inherited_t *in = &inherited[i];
+        if (in->taken
+            || !pt_sockaddr_eq(&in->addr.sa, in->socklen, &ls->addr.sa, ls->socklen))
+            continue;
+        in->taken = 1;
+        /* exec cleared close-on-exec; accept needs nonblocking */
+        fcntl(in->fd, F_SETFD, FD_CLOEXEC);
+        fcntl(in->fd, F_SETFL, fcntl(in->fd, F_GETFL) | O_NONBLOCK);
+        return in->fd;
+    }
+    return -1;
+}
+
+/* The first cycle is in service: what it did not take is closed. */
+static void inherited_done(void)
+{
+    for (size_t i = 0; i < ninherited; i++) {
+        if (!inherited[i].taken)
+            close(inherited[i].fd);
+    }
+    free(inherited);
+    inherited = NULL;
+    ninherited = 0;
+}
+
 static pt_listening_t *find_old_listener(pt_cycle_t *old, const pt_listening_t *ls)
 {
     if (old == NULL)
@@ -116,6 +199,14 @@ static int open_listening(pt_cycle_t *cycle, pt_cycle_t *old, pt_log_t *log)
             ls->inherited = 1;
             continue;
         }
+        if (old == NULL && ninherited > 0) {
+            int fd = take_inherited(ls);
+            if (fd >= 0) {
+                ls->fd = fd;
+                ls->inherited = 1;
+                continue;
+            }
+        }
         ls->fd = -1;
         ls->inherited = 0;
         if (pt_listening_open(ls, log) != 0)
@@ -132,7 +223,7 @@ static void close_own_listening(pt_cycle_t *cycle, int committed)
     for (size_t i = 0; i < cycle->listening.nelts; i++) {
         if (all[i].fd < 0)
             continue;
-        if (!committed && all[i].inherited) {
+        if (!committed && all[i].inherited && cycle->old_cycle != NULL) {
             all[i].fd = -1;   /* old's */
             continue;
         }
@@ -366,6 +457,9 @@ pt_cycle_t *pt_cycle_create(pt_cycle_t *old, const pt_cycle_opts_t *opts)
             goto failed;
         }
     }
+
+    if (old == NULL)
+        inherited_done();
 
     if (cycle->builtin_conf)
         pt_log_error(PT_LOG_NOTICE, cycle->log, 0,

@@ -38,6 +38,15 @@ void pt_cycle_commit(pt_cycle_t *cycle);
  * closes its files and frees its pool. */
 void pt_cycle_destroy(pt_cycle_t *cycle);
 
+/* Binary upgrade (USR2): the old master passes its listening sockets in the
+ * environment, PORTICO="fd;fd;...". The new binary calls pt_cycle_inherit()
+ * before its first cycle, which then takes over the sockets whose address it
+ * still listens on and closes the rest. Returns the number of sockets
+ * inherited (0 when the variable is absent), -1 on a malformed value
+ * (logged, nothing inherited). */
+#define PT_INHERIT_ENV "PORTICO"
+int pt_cycle_inherit(pt_log_t *log);
+
 /* Prints "portico: <message>" on stderr (the -t/-T/-s lines, no level). */
 void pt_cli_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -8,6 +8,10 @@
  *   USR1  reopen log files here, then in every worker
  *   CHLD  reap; respawn a worker that died unexpectedly (with a back-off when
  *         it keeps dying at once)
+ *   USR2  binary upgrade: rename the pid file to <pid>.oldbin and start
+ *         argv[0] again with the listening sockets in PORTICO="fd;fd;"
+ *   WINCH (daemonized only, as nginx: a terminal resize sends it) stop the
+ *         workers gracefully and do not respawn them; HUP starts them again
  *
  * Signals stay blocked except inside ppoll(), the loop's only wait. */
 #include "process.h"
@@ -54,6 +58,19 @@ static size_t     nprocs, procs_cap;
 static respawn_t  respawns[PT_MAX_WORKERS];
 static unsigned   generation;
 static pt_cycle_t *current;
+
+static char     **saved_argv;
+static int        started_inherited;
+static int        daemonized;
+static pid_t      new_binary;       /* child started by USR2, 0 when none */
+static int        noaccepting;      /* WINCH: workers stopped on purpose */
+static char      *oldbin_path;      /* the renamed pid file while it is renamed */
+
+void pt_master_set_start(char **argv, int inherited)
+{
+    saved_argv = argv;
+    started_inherited = inherited;
+}
 
 /* ---- process table ---------------------------------------------------------- */
 
@@ -156,6 +173,36 @@ static size_t live_workers(void)
     return nprocs;
 }
 
+static void start_workers(pt_cycle_t *cycle);
+
+/* The new binary is gone (it failed to start, or it was stopped): this
+ * master is the one in charge again. */
+static void new_binary_exited(pid_t pid, int status)
+{
+    pt_core_conf_t *ccf = pt_core_conf(current);
+
+    if (WIFSIGNALED(status))
+        pt_log_error(PT_LOG_ALERT, current->log, 0, "new binary process %ld exited on signal %d",
+                     (long) pid, WTERMSIG(status));
+    else
+        pt_log_error(WEXITSTATUS(status) ? PT_LOG_ALERT : PT_LOG_NOTICE, current->log, 0,
+                     "new binary process %ld exited with code %d", (long) pid,
+                     WEXITSTATUS(status));
+    new_binary = 0;
+    if (oldbin_path != NULL) {
+        if (rename(oldbin_path, ccf->pid_path.data) != 0)
+            pt_log_error(PT_LOG_ALERT, current->log, errno,
+                         "rename() %s back to %s failed", oldbin_path, ccf->pid_path.data);
+        free(oldbin_path);
+        oldbin_path = NULL;
+    }
+    if (noaccepting) {
+        noaccepting = 0;
+        generation++;
+        start_workers(current);
+    }
+}
+
 /* Reaps every exited child; schedules respawns. */
 static void reap(int stopping)
 {
@@ -163,6 +210,10 @@ static void reap(int stopping)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == new_binary) {
+            new_binary_exited(pid, status);
+            continue;
+        }
         size_t i;
         for (i = 0; i < nprocs; i++) {
             if (procs[i].pid == pid)
@@ -359,13 +410,101 @@ static void reopen(void)
     signal_workers(SIGUSR1, 1);
 }
 
+/* ---- binary upgrade ------------------------------------------------------------- */
+
+static void exec_new_binary(void)
+{
+    pt_core_conf_t *ccf = pt_core_conf(current);
+
+    if (new_binary != 0) {
+        pt_log_error(PT_LOG_ALERT, current->log, 0, "the changing binary signal is ignored: "
+                     "stop either the old or the new binary's master first");
+        return;
+    }
+    if (saved_argv == NULL || saved_argv[0] == NULL)
+        return;
+
+    /* PORTICO=fd;fd;... of every listening socket */
+    size_t n = current->listening.nelts;
+    char *env = malloc(n * 12 + 1);
+    size_t oldlen = ccf->pid_path.len + sizeof(".oldbin");
+    char *oldbin = malloc(oldlen);
+    if (env == NULL || oldbin == NULL) {
+        free(env);
+        free(oldbin);
+        pt_log_error(PT_LOG_ALERT, current->log, 0, "out of memory starting a new binary");
+        return;
+    }
+    size_t off = 0;
+    env[0] = '\0';
+    pt_listening_t *all = current->listening.elts;
+    for (size_t i = 0; i < n; i++) {
+        if (all[i].fd >= 0)
+            off += (size_t) snprintf(env + off, 13, "%d;", all[i].fd);
+    }
+    snprintf(oldbin, oldlen, "%s.oldbin", ccf->pid_path.data);
+
+    if (rename(ccf->pid_path.data, oldbin) != 0) {
+        pt_log_error(PT_LOG_ALERT, current->log, errno,
+                     "rename() %s to %s failed before executing new binary process \"%s\"",
+                     ccf->pid_path.data, oldbin, saved_argv[0]);
+        free(env);
+        free(oldbin);
+        return;
+    }
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        pt_log_error(PT_LOG_ALERT, current->log, errno, "fork() failed while executing new "
+                     "binary process \"%s\"", saved_argv[0]);
+        if (rename(oldbin, ccf->pid_path.data) != 0)
+            pt_log_error(PT_LOG_ALERT, current->log, errno, "rename() %s back to %s failed",
+                         oldbin, ccf->pid_path.data);
+        free(env);
+        free(oldbin);
+        return;
+    }
+    if (pid == 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (all[i].fd >= 0)
+                fcntl(all[i].fd, F_SETFD, 0);
+        }
+        setenv(PT_INHERIT_ENV, env, 1);
+        pt_signals_default();
+        execvp(saved_argv[0], saved_argv);
+        pt_log_error(PT_LOG_ALERT, current->log, errno, "execve() failed while executing "
+                     "new binary process \"%s\"", saved_argv[0]);
+        _exit(1);
+    }
+
+    free(env);
+    new_binary = pid;
+    oldbin_path = oldbin;
+    pt_log_error(PT_LOG_NOTICE, current->log, 0, "start new binary process %ld", (long) pid);
+}
+
+static void stop_accepting(void)
+{
+    noaccepting = 1;
+    for (int i = 0; i < PT_MAX_WORKERS; i++)
+        respawns[i].pending = 0;
+    signal_workers(SIGQUIT, 1);
+}
+
 /* ---- the loop ------------------------------------------------------------------ */
 
 static void master_exit(pt_cycle_t *cycle, int code)
 {
-    pt_core_conf_t *ccf = pt_core_conf(cycle);
-    pt_pidfile_remove(&ccf->pid_path, cycle->log);
     static pt_log_t exit_log = { .level = PT_LOG_ERR };
+    pt_core_conf_t *ccf = pt_core_conf(cycle);
+
+    if (oldbin_path != NULL) {
+        /* upgraded: the pid file at the usual path is the new master's */
+        pt_str_t oldbin = { strlen(oldbin_path), oldbin_path };
+        pt_pidfile_remove(&oldbin, cycle->log);
+    } else {
+        pt_pidfile_remove(&ccf->pid_path, cycle->log);
+    }
 
     pt_log_error(PT_LOG_NOTICE, cycle->log, 0, "exit");
     pt_log_default = &exit_log;   /* the cycle's log goes with it */
@@ -421,7 +560,7 @@ static int master_loop(void)
             tsp = &ts;
         }
         if (!pt_sig_child && !pt_sig_quit && !pt_sig_terminate && !pt_sig_reconfigure
-            && !pt_sig_reopen)
+            && !pt_sig_reopen && !pt_sig_change_binary && !pt_sig_noaccept)
             ppoll(NULL, 0, tsp, &waitmask);
         pt_time_update();
 
@@ -462,13 +601,37 @@ static int master_loop(void)
         if (quitting || terminating) {
             pt_sig_reconfigure = 0;
             pt_sig_reopen = 0;
+            pt_sig_change_binary = 0;
+            pt_sig_noaccept = 0;
             continue;
         }
 
         if (pt_sig_reconfigure) {
             pt_sig_reconfigure = 0;
-            log_signal(SIGHUP, "reconfiguring");
-            reload();
+            if (noaccepting) {
+                /* after WINCH: the workers come back on the running cycle */
+                log_signal(SIGHUP, "starting the workers again");
+                noaccepting = 0;
+                generation++;
+                start_workers(current);
+            } else {
+                log_signal(SIGHUP, "reconfiguring");
+                reload();
+            }
+        }
+
+        if (pt_sig_change_binary) {
+            pt_sig_change_binary = 0;
+            log_signal(SIGUSR2, "changing binary");
+            exec_new_binary();
+        }
+
+        if (pt_sig_noaccept) {
+            pt_sig_noaccept = 0;
+            if (daemonized && !noaccepting) {
+                log_signal(SIGWINCH, "stop accepting connections");
+                stop_accepting();
+            }
         }
 
         if (pt_sig_reopen) {
@@ -477,7 +640,8 @@ static int master_loop(void)
             reopen();
         }
 
-        respawn_due();
+        if (!noaccepting)
+            respawn_due();
     }
 }
 
@@ -488,8 +652,13 @@ int pt_master_run(pt_cycle_t *cycle)
     current = cycle;
     pt_log_default = cycle->log;
 
-    if (ccf->daemon && daemonize(cycle->log) != 0)
-        return 1;
+    if (started_inherited) {
+        daemonized = 1;   /* already in the background, under the old master */
+    } else if (ccf->daemon) {
+        if (daemonize(cycle->log) != 0)
+            return 1;
+        daemonized = 1;
+    }
 
     if (pt_pidfile_write(cycle, &ccf->pid_path, getpid(), cycle->log) != 0)
         return 1;

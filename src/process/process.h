@@ -17,6 +17,11 @@
  * worker processes or, with `master_process off`, the worker loop itself.
  * Returns the exit status for main(). */
 int pt_master_run(pt_cycle_t *cycle);
+/* Before pt_master_run(): the command line, kept to start a new binary on
+ * USR2 (argv[0] is run, searched in PATH when it has no '/'), and whether
+ * this process was started by an old master (it then does not daemonize:
+ * it already is in the background, and the old master tracks its pid). */
+void pt_master_set_start(char **argv, int inherited);
 
 /* ---- worker.c ---- */
 
@@ -36,6 +41,8 @@ extern volatile sig_atomic_t pt_sig_quit;         /* QUIT: graceful stop */
 extern volatile sig_atomic_t pt_sig_terminate;    /* TERM, INT: fast stop (the signal) */
 extern volatile sig_atomic_t pt_sig_reopen;       /* USR1 */
 extern volatile sig_atomic_t pt_sig_child;        /* CHLD */
+extern volatile sig_atomic_t pt_sig_change_binary;/* USR2: start a new binary */
+extern volatile sig_atomic_t pt_sig_noaccept;     /* WINCH: stop the workers */
 /* Who sent the last signal of each number (0 when unknown). */
 pid_t pt_signal_sender(int signo);
 
@@ -47,6 +54,8 @@ int  pt_signals_master(sigset_t *waitmask);
  * even when the signal arrives just before the wait) and unblocks
  * everything. Returns the pipe's read end (nonblocking) or -1. */
 int  pt_signals_worker(void);
+/* Default dispositions and an empty mask (before exec'ing a new binary). */
+void pt_signals_default(void);
 /* Empties the wake-up pipe. */
 void pt_signals_drain(int fd);
 /* "SIGHUP" for 1, ... */

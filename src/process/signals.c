@@ -17,11 +17,14 @@ volatile sig_atomic_t pt_sig_quit;
 volatile sig_atomic_t pt_sig_terminate;
 volatile sig_atomic_t pt_sig_reopen;
 volatile sig_atomic_t pt_sig_child;
+volatile sig_atomic_t pt_sig_change_binary;
+volatile sig_atomic_t pt_sig_noaccept;
 
 static volatile sig_atomic_t senders[NSIG];
 static int wake_pipe[2] = { -1, -1 };
 
-static const int handled[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD };
+static const int handled[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGWINCH,
+                               SIGCHLD };
 
 const char *pt_signal_name(int signo)
 {
@@ -62,6 +65,8 @@ static void on_signal(int signo, siginfo_t *si, void *uc)
     case SIGINT:  pt_sig_terminate = signo; break;
     case SIGUSR1: pt_sig_reopen = 1; break;
     case SIGCHLD: pt_sig_child = 1; break;
+    case SIGUSR2: pt_sig_change_binary = 1; break;
+    case SIGWINCH: pt_sig_noaccept = 1; break;
     default: break;
     }
 
@@ -100,8 +105,7 @@ int pt_signals_master(sigset_t *waitmask)
             return -1;
         sigaddset(&set, handled[i]);
     }
-    /* binary upgrade is not implemented: do not die of USR2/WINCH */
-    if (install(SIGPIPE, 1) != 0 || install(SIGUSR2, 1) != 0 || install(SIGWINCH, 1) != 0)
+    if (install(SIGPIPE, 1) != 0)
         return -1;
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
         pt_log_error(PT_LOG_EMERG, pt_log_default, errno, "sigprocmask() failed");
@@ -118,6 +122,7 @@ int pt_signals_worker(void)
         return -1;
     }
     pt_sig_reconfigure = pt_sig_quit = pt_sig_terminate = pt_sig_reopen = pt_sig_child = 0;
+    pt_sig_change_binary = pt_sig_noaccept = 0;
 
     if (install(SIGQUIT, 0) != 0 || install(SIGTERM, 0) != 0 || install(SIGINT, 0) != 0
         || install(SIGUSR1, 0) != 0 || install(SIGHUP, 0) != 0
@@ -136,6 +141,20 @@ int pt_signals_worker(void)
         return -1;
     }
     return wake_pipe[0];
+}
+
+void pt_signals_default(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
+        sigaction(handled[i], &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 void pt_signals_drain(int fd)

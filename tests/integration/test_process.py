@@ -722,3 +722,145 @@ http {
     assert data.startswith(b"HTTP/1.") and data.endswith(b"multi"), data
     p.stop()
     assert not os.path.exists(sock), "unix socket file removed at exit"
+
+
+# --------------------------------------------------------------------------
+# binary upgrade: USR2, WINCH, QUIT of the old master (and rolling back)
+# --------------------------------------------------------------------------
+
+def _children(pid):
+    from conftest import _pids_children
+    return _pids_children(pid)
+
+
+class _Daemon:
+    """A daemonized Portico (daemon on) in a prefix; kills what is left at the end."""
+
+    def __init__(self, prefix, port, workers=1):
+        self.prefix = str(prefix)
+        self.port = port
+        self.pidfile = os.path.join(self.prefix, "logs", "portico.pid")
+        self.conf = "conf/portico.conf"
+        self.write(serve("v1", port), workers)
+        rc, out, err = run_portico(["-p", self.prefix + "/", "-c", self.conf], timeout=10)
+        assert rc == 0, err
+        self.master = wait_for(lambda: read_pid(self.pidfile))
+        assert self.master, "no pid file"
+        self.seen = {self.master}
+        assert wait_for(lambda: len(_children(self.master)) >= workers)
+        assert wait_for(lambda: can_connect(port))
+
+    def write(self, http, workers=1, extra=""):
+        write_files(self.prefix, {self.conf: "error_log logs/error.log info;\n"
+                                  "worker_processes %d;\n%sevents { }\n%s" % (workers, extra, http)})
+
+    def get(self):
+        return http_get("http://127.0.0.1:%d/" % self.port, timeout=5).body
+
+    def log(self):
+        with open(os.path.join(self.prefix, "logs", "error.log")) as f:
+            return f.read()
+
+    def cleanup(self):
+        for pid in list(self.seen):
+            for k in _children(pid):
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_binary_upgrade(tmp_path):
+    d = _Daemon(tmp_path, my_port(), workers=2)
+    try:
+        old = d.master
+        old_workers = _children(old)
+        assert d.get() == b"v1"
+
+        os.kill(old, signal.SIGUSR2)
+        oldbin = d.pidfile + ".oldbin"
+        assert wait_for(lambda: read_pid(oldbin) == old), d.log()
+        new = wait_for(lambda: read_pid(d.pidfile))
+        assert new and new != old, d.log()
+        d.seen.add(new)
+        assert new in _children(old), "the new master is the old one's child"
+        assert wait_for(lambda: len(_children(new)) == 2), d.log()
+        assert "using inherited sockets from" in d.log()
+        assert d.get() == b"v1"
+
+        # WINCH: the old workers stop, the new ones serve alone
+        os.kill(old, signal.SIGWINCH)
+        assert wait_for(lambda: all(not pid_alive(w) for w in old_workers)), d.log()
+        time.sleep(0.3)
+        assert [k for k in _children(old) if k != new] == [], "old workers were respawned"
+        for _ in range(5):
+            assert d.get() == b"v1"
+
+        # QUIT the old master: the new one stays, with its pid file
+        os.kill(old, signal.SIGQUIT)
+        assert wait_for(lambda: not pid_alive(old)), d.log()
+        assert not os.path.exists(oldbin)
+        assert read_pid(d.pidfile) == new
+        assert d.get() == b"v1"
+
+        # and the new master answers -s like the old one did
+        d.write(serve("v2", d.port), 2)
+        rc, out, err = run_portico(["-p", d.prefix + "/", "-c", d.conf, "-s", "reload"])
+        assert rc == 0, err
+        assert wait_for(lambda: d.get() == b"v2"), d.log()
+        rc, out, err = run_portico(["-p", d.prefix + "/", "-c", d.conf, "-s", "quit"])
+        assert rc == 0, err
+        assert wait_for(lambda: not pid_alive(new)), d.log()
+        assert not os.path.exists(d.pidfile)
+        assert "[emerg]" not in d.log()
+    finally:
+        d.cleanup()
+
+
+def test_binary_upgrade_failure_keeps_old_master(tmp_path):
+    d = _Daemon(tmp_path, my_port())
+    try:
+        old = d.master
+        workers = _children(old)
+        d.write(serve("v1", d.port) + "bogus_directive;\n")
+        os.kill(old, signal.SIGUSR2)
+        assert wait_for(lambda: "new binary process" in d.log() and "exited with code 1" in d.log()), \
+            d.log()
+        assert wait_for(lambda: not os.path.exists(d.pidfile + ".oldbin"))
+        assert read_pid(d.pidfile) == old
+        assert _children(old) == workers
+        assert d.get() == b"v1"
+    finally:
+        d.cleanup()
+
+
+def test_binary_upgrade_rollback(tmp_path):
+    """USR2 + WINCH, then the new binary is found wanting: HUP brings the old
+    workers back, QUIT of the new master hands everything back."""
+    d = _Daemon(tmp_path, my_port())
+    try:
+        old = d.master
+        os.kill(old, signal.SIGUSR2)
+        new = wait_for(lambda: read_pid(d.pidfile) if read_pid(d.pidfile) != old else None)
+        assert new, d.log()
+        d.seen.add(new)
+        assert wait_for(lambda: len(_children(new)) == 1)
+        old_workers = [k for k in _children(old) if k != new]
+        os.kill(old, signal.SIGWINCH)
+        assert wait_for(lambda: all(not pid_alive(w) for w in old_workers))
+        os.kill(old, signal.SIGHUP)
+        assert wait_for(lambda: len([k for k in _children(old) if k != new]) == 1), d.log()
+        os.kill(new, signal.SIGQUIT)
+        assert wait_for(lambda: not pid_alive(new)), d.log()
+        assert wait_for(lambda: read_pid(d.pidfile) == old), d.log()
+        assert not os.path.exists(d.pidfile + ".oldbin")
+        assert d.get() == b"v1"
+        rc, out, err = run_portico(["-p", d.prefix + "/", "-c", d.conf, "-s", "quit"])
+        assert rc == 0, err
+        assert wait_for(lambda: not pid_alive(old))
+    finally:
+        d.cleanup()
