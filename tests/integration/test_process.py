@@ -694,9 +694,11 @@ def test_startup_bind_failure(tmp_path):
         blocker.close()
 
 
-def test_unix_and_ipv6_listeners(portico):
+def test_unix_and_ipv6_listeners(portico, request):
     port = my_port()
-    sock = os.path.join(tempfile.mkdtemp(prefix="pt-unix-", dir="/tmp"), "s.sock")
+    sockdir = tempfile.mkdtemp(prefix="pt-unix-", dir="/tmp")
+    request.addfinalizer(lambda: shutil.rmtree(sockdir, ignore_errors=True))
+    sock = os.path.join(sockdir, "s.sock")
     conf = """
 http {
     server {
