@@ -96,6 +96,10 @@ static inline void pt__lb_mark(pt_lb_state_t *s, unsigned i)
  * failed within fail_timeout or at max_conns. */
 int pt__upstream_peer_is_usable(const pt_upstream_peer_t *p, int64_t now);
 
+/* pt__upstream_peer_is_usable, except that the single peer of a group (no
+ * backups) ignores max_fails, as nginx. */
+int pt__lb_usable(const pt_upstream_peers_t *ps, const pt_upstream_peer_t *p, int64_t now);
+
 /* The weight p has now, in 1/PT_LB_WEIGHT_SCALE units: its effective
  * weight, ramped up over slow_start after it became usable again (at least 1
  * unit, so a recovering peer of weight 1 still starts with a small share). */

@@ -183,7 +183,7 @@ static int get_by_hash(pt_upstream_t *u, hash_state_t *s, pt_lb_hash_conf_t *hc)
                 s->point = (s->point + 1) % hc->ring.number;
                 s->tries++;
                 if (idx < ps->number && !pt__lb_tried(&s->base, idx)
-                    && pt__upstream_peer_is_usable(&ps->peer[idx], now)) {
+                    && pt__lb_usable(ps, &ps->peer[idx], now)) {
                     i = (int) idx;
                     break;
                 }
@@ -199,7 +199,7 @@ static int get_by_hash(pt_upstream_t *u, hash_state_t *s, pt_lb_hash_conf_t *hc)
             if (idx < 0)
                 break;
             if (!pt__lb_tried(&s->base, (unsigned) idx)
-                && pt__upstream_peer_is_usable(&ps->peer[idx], now)) {
+                && pt__lb_usable(ps, &ps->peer[idx], now)) {
                 i = idx;
                 break;
             }

@@ -28,7 +28,7 @@ static int lc_pick(pt_lb_state_t *s, pt_upstream_peers_t *ps, int64_t now)
 
     for (unsigned i = 0; i < ps->number; i++) {
         pt_upstream_peer_t *p = &ps->peer[i];
-        if (pt__lb_tried(s, i) || !pt__upstream_peer_is_usable(p, now))
+        if (pt__lb_tried(s, i) || !pt__lb_usable(ps, p, now))
             continue;
         int64_t w = pt__upstream_peer_weight(p, now);
         if (w < 1)
@@ -50,7 +50,7 @@ static int lc_pick(pt_lb_state_t *s, pt_upstream_peers_t *ps, int64_t now)
     int pick = -1, total = 0;
     for (unsigned i = (unsigned) best; i < ps->number; i++) {
         pt_upstream_peer_t *p = &ps->peer[i];
-        if (pt__lb_tried(s, i) || !pt__upstream_peer_is_usable(p, now))
+        if (pt__lb_tried(s, i) || !pt__lb_usable(ps, p, now))
             continue;
         int64_t w = pt__upstream_peer_weight(p, now);
         if (w < 1)

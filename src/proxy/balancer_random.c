@@ -50,7 +50,7 @@ static int draw(pt_lb_state_t *s, pt_upstream_peers_t *ps, int skip, int64_t now
 {
     int64_t total = 0;
     for (unsigned i = 0; i < ps->number; i++) {
-        if ((int) i == skip || pt__lb_tried(s, i) || !pt__upstream_peer_is_usable(&ps->peer[i], now))
+        if ((int) i == skip || pt__lb_tried(s, i) || !pt__lb_usable(ps, &ps->peer[i], now))
             continue;
         total += pt__upstream_peer_weight(&ps->peer[i], now) > 0
                  ? pt__upstream_peer_weight(&ps->peer[i], now) : 1;
@@ -59,7 +59,7 @@ static int draw(pt_lb_state_t *s, pt_upstream_peers_t *ps, int skip, int64_t now
         return -1;
     int64_t x = (int64_t) (pt__lb_random() % (uint64_t) total);
     for (unsigned i = 0; i < ps->number; i++) {
-        if ((int) i == skip || pt__lb_tried(s, i) || !pt__upstream_peer_is_usable(&ps->peer[i], now))
+        if ((int) i == skip || pt__lb_tried(s, i) || !pt__lb_usable(ps, &ps->peer[i], now))
             continue;
         int w = pt__upstream_peer_weight(&ps->peer[i], now);
         x -= w > 0 ? w : 1;

@@ -28,6 +28,15 @@ int pt__upstream_peer_is_usable(const pt_upstream_peer_t *p, int64_t now)
     return 1;
 }
 
+int pt__lb_usable(const pt_upstream_peers_t *ps, const pt_upstream_peer_t *p, int64_t now)
+{
+    if (!ps->single)
+        return pt__upstream_peer_is_usable(p, now);
+    /* as nginx: the only peer of a group is never "failed" */
+    return !(p->down || p->drain || p->removed || p->unhealthy
+             || (p->max_conns && p->conns >= p->max_conns));
+}
+
 int pt__upstream_peer_weight(const pt_upstream_peer_t *p, int64_t now)
 {
     /* in 1/PT_LB_WEIGHT_SCALE units so that even a weight of 1 can ramp */
@@ -86,7 +95,7 @@ int pt__lb_pick_wrr(pt_lb_state_t *s, pt_upstream_peers_t *ps, int64_t now)
     int best = -1, total = 0;
     for (unsigned i = 0; i < ps->number; i++) {
         pt_upstream_peer_t *p = &ps->peer[i];
-        if (pt__lb_tried(s, i) || !pt__upstream_peer_is_usable(p, now))
+        if (pt__lb_tried(s, i) || !pt__lb_usable(ps, p, now))
             continue;
         int w = pt__upstream_peer_weight(p, now);
         p->current_weight += w;
