@@ -15,6 +15,7 @@ extern pt_module_t pt_http_stub_status_module; /* src/modules/stub_status.c */
 extern pt_module_t pt_http_rewrite_module;   /* src/modules/rewrite.c */
 extern pt_module_t pt_http_map_module;       /* src/modules/map.c */
 extern pt_module_t pt_http_log_module;       /* src/modules/access_log.c */
+extern pt_module_t pt_http_gzip_module;      /* src/modules/gzip.c */
 extern pt_module_t pt_http_headers_module;   /* src/modules/headers.c */
 extern pt_module_t pt_http_try_files_module; /* src/modules/try_files.c */
 extern pt_module_t pt_http_index_module;     /* src/modules/index.c */
@@ -39,6 +40,7 @@ pt_module_t *pt_modules[] = {
     &pt_http_rewrite_module,
     &pt_http_map_module,
     &pt_http_log_module,
+    &pt_http_gzip_module,       /* before headers: add_header runs first (nginx) */
     &pt_http_headers_module,
     &pt_http_try_files_module,
     &pt_http_index_module,      /* content: index, then autoindex, then static */
