@@ -40,6 +40,7 @@ static void connect_peer(pt_upstream_t *u);
 static void send_request(pt_upstream_t *u);
 static void read_response_head(pt_upstream_t *u);
 static void relay_body(pt_upstream_t *u);
+static void drain_spool(pt_upstream_t *u);
 static void next_upstream(pt_upstream_t *u, unsigned ft, const char *what, int err);
 
 static pt_log_t *ulog(pt_upstream_t *u)
@@ -62,6 +63,7 @@ pt_upstream_t *pt_upstream_create(pt_http_request_t *r, const pt_upstream_conf_t
     u->conf = conf;
     u->group = group;
     u->body_fd = -1;
+    u->spool_fd = -1;
     u->length = -1;
     u->headers_in.content_length_n = -1;
     u->buffering = conf->buffering ? 1 : 0;
@@ -111,11 +113,14 @@ static void finish_state(pt_upstream_t *u)
 
 /* Ends the upstream side and the request with rc (PT_OK: response complete;
  * a status: special response or, once the head is out, a cut connection). */
-void pt__upstream_finalize(pt_upstream_t *u, int rc)
+/* Releases the backend side: the peer (balancer), the connection (to the
+ * keep-alive pool when the exchange was complete and clean), buffers. The
+ * request may live on (draining a spool to a slow client). */
+static void release_upstream(pt_upstream_t *u, int rc)
 {
-    if (u->finished)
+    if (u->upstream_done)
         return;
-    u->finished = 1;
+    u->upstream_done = 1;
     finish_state(u);
 
     pt_upstream_peer_t *peer = u->peer;
@@ -142,6 +147,18 @@ void pt__upstream_finalize(pt_upstream_t *u, int rc)
     }
     release_head_buf(u);
     release_request_body(u);
+}
+
+void pt__upstream_finalize(pt_upstream_t *u, int rc)
+{
+    if (u->finished)
+        return;
+    u->finished = 1;
+    release_upstream(u, rc);
+    if (u->spool_fd >= 0) {
+        close(u->spool_fd);
+        u->spool_fd = -1;
+    }
 
     pt_http_request_t *r = u->r;
     r->read_event_handler = NULL;
@@ -191,7 +208,8 @@ static void client_gone(pt_upstream_t *u, const char *while_what)
 /* ------------------------------------------------------------------------ */
 /* Start: body mode, buffered body                                           */
 
-static int open_body_file(pt_upstream_t *u)
+/* An unlinked temp file in client_body_temp_path (or /tmp). */
+static int open_temp_file(pt_upstream_t *u)
 {
     pt_http_core_loc_conf_t *clcf = pt_http_get_module_loc_conf(u->r, pt_http_core_module);
     char path[4096];
@@ -204,10 +222,16 @@ static int open_body_file(pt_upstream_t *u)
     int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0 && dir != (const char *) "/tmp")
         fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        pt_log_error(PT_LOG_CRIT, ulog(u), errno, "open() client body temp file in \"%s\" failed", dir);
+    if (fd < 0)
+        pt_log_error(PT_LOG_CRIT, ulog(u), errno, "open() temp file in \"%s\" failed", dir);
+    return fd;
+}
+
+static int open_body_file(pt_upstream_t *u)
+{
+    int fd = open_temp_file(u);
+    if (fd < 0)
         return -1;
-    }
     u->body_fd = fd;
     return 0;
 }
@@ -384,6 +408,11 @@ static void on_client_write(pt_http_request_t *r)
         return;
     if (u->tunnel_wait) {
         read_response_head(u);      /* resumes the 101 hand-over */
+        return;
+    }
+    if (u->spooling) {
+        u->client_wait = 0;
+        drain_spool(u);
         return;
     }
     if (u->client_wait) {
@@ -765,7 +794,7 @@ static void on_upstream_read(pt_event_t *ev)
         return;          /* the write event reports the connect result */
     if (!u->header_done)
         read_response_head(u);
-    else if (!u->client_wait)
+    else if (!u->client_wait || u->spooling)
         relay_body(u);
 }
 
@@ -1216,6 +1245,107 @@ static int dechunk(pt_upstream_t *u, pt_buf_t *b)
     return rc == PT_H1_DONE ? PT_H1_DONE : PT_H1_OK;
 }
 
+static int spool_allowed(pt_upstream_t *u)
+{
+    return u->buffering && u->conf->max_temp_file_size > 0;
+}
+
+/* Appends b's bytes to the spool. 0 or -1 (logged). */
+static int spool_append(pt_upstream_t *u, pt_buf_t *b)
+{
+    if (u->spool_fd < 0) {
+        u->spool_fd = open_temp_file(u);
+        if (u->spool_fd < 0)
+            return -1;
+        u->spool_r = u->spool_w = 0;
+    }
+    const char *p = b->pos;
+    size_t n = pt_buf_size(b);
+    while (n) {
+        ssize_t w = pwrite(u->spool_fd, p, n, (off_t) u->spool_w);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            pt_log_error(PT_LOG_CRIT, ulog(u), errno, "pwrite() to a temp file failed");
+            return -1;
+        }
+        p += w;
+        n -= (size_t) w;
+        u->spool_w += w;
+    }
+    return 0;
+}
+
+/* The writer drained: feed it from the spool; once the spool is empty,
+ * go back to passing the backend's buffers on directly. */
+static void drain_spool(pt_upstream_t *u)
+{
+    pt_http_request_t *r = u->r;
+    size_t bsize = (size_t) u->conf->bufs_size;
+
+    for (;;) {
+        if (u->spool_r == u->spool_w) {
+            u->spooling = 0;
+            u->spool_r = u->spool_w = 0;      /* the file is reused from its start */
+            if (u->upstream_done) {
+                pt_buf_t *b = pt_buf_ref("", 0);
+                if (b == NULL) {
+                    pt__upstream_finalize(u, PT_ERROR);
+                    return;
+                }
+                b->last_buf = 1;
+                b->flush = 1;
+                if (pt_http_output(r, b) == PT_ERROR) {
+                    client_gone(u, "sending response to client");
+                    return;
+                }
+                pt__upstream_finalize(u, PT_OK);
+                return;
+            }
+            if (u->spool_full) {
+                u->spool_full = 0;
+                relay_body(u);
+            }
+            return;
+        }
+        pt_buf_t *b = pt_buf_get(bsize);
+        if (b == NULL) {
+            pt__upstream_finalize(u, PT_ERROR);
+            return;
+        }
+        size_t want = pt_buf_room(b);
+        if ((int64_t) want > u->spool_w - u->spool_r)
+            want = (size_t) (u->spool_w - u->spool_r);
+        ssize_t n = pread(u->spool_fd, b->last, want, (off_t) u->spool_r);
+        if (n <= 0) {
+            pt_buf_put(b);
+            pt_log_error(PT_LOG_CRIT, ulog(u), errno, "pread() from a temp file failed");
+            pt__upstream_finalize(u, PT_ERROR);
+            return;
+        }
+        b->last += n;
+        u->spool_r += n;
+        int last = u->spool_r == u->spool_w && u->upstream_done;
+        if (last) {
+            b->last_buf = 1;
+            b->flush = 1;
+        }
+        int rc = pt_http_output(r, b);
+        if (rc == PT_ERROR) {
+            client_gone(u, "sending response to client");
+            return;
+        }
+        if (last) {
+            pt__upstream_finalize(u, PT_OK);
+            return;
+        }
+        if (rc == PT_AGAIN) {
+            u->client_wait = 1;
+            return;
+        }
+    }
+}
+
 static void relay_body(pt_upstream_t *u)
 {
     pt_http_request_t *r = u->r;
@@ -1228,6 +1358,13 @@ static void relay_body(pt_upstream_t *u)
         pt_buf_t *b = NULL;
 
         if (u->body_done) {
+            if (u->spooling) {
+                /* the rest is in the spool: free the backend now */
+                release_upstream(u, PT_OK);
+                if (!u->client_wait)
+                    drain_spool(u);
+                return;
+            }
             b = u->head_buf;
             u->head_buf = NULL;
             if (b == NULL) {
@@ -1257,10 +1394,21 @@ static void relay_body(pt_upstream_t *u)
                 continue;
             }
         } else {
-            if (u->client_wait)
+            if (u->client_wait && !u->spooling)
                 return;
-            if (r->proto->pending(r) >= limit) {
-                u->client_wait = 1;
+            if (!u->spooling && r->proto->pending(r) >= limit) {
+                if (spool_allowed(u)) {
+                    u->spooling = 1;
+                    u->client_wait = 1;   /* the writer calls back when drained */
+                } else {
+                    u->client_wait = 1;
+                    pt_timer_del(&c->io.read);
+                    return;
+                }
+            }
+            if (u->spooling && u->spool_w - u->spool_r >= u->conf->max_temp_file_size) {
+                /* proxy_max_temp_file_size reached: the backend waits */
+                u->spool_full = 1;
                 pt_timer_del(&c->io.read);
                 return;
             }
@@ -1338,6 +1486,16 @@ static void relay_body(pt_upstream_t *u)
             pt_buf_put(b);
             continue;
         }
+        if (u->spooling) {
+            int rc = spool_append(u, b);
+            pt_buf_put(b);
+            if (rc != 0) {
+                close_upstream_conn(u);
+                pt__upstream_finalize(u, PT_ERROR);
+                return;
+            }
+            continue;
+        }
         if (!u->buffering)
             b->flush = 1;
         if (u->body_done) {
@@ -1355,6 +1513,10 @@ static void relay_body(pt_upstream_t *u)
         }
         if (rc == PT_AGAIN) {
             u->client_wait = 1;
+            if (spool_allowed(u)) {
+                u->spooling = 1;     /* keep reading the backend into the spool */
+                continue;
+            }
             pt_timer_del(&c->io.read);
             return;
         }

@@ -241,6 +241,11 @@ struct pt_upstream_s {
      * headers_in.headers are copies in r->pool and live on). */
     pt_h1_response_t         *res;
     int64_t                   body_len;        /* buffered body: total bytes */
+    /* proxy_buffering on: what the client cannot take yet is spooled to an
+     * unlinked temp file (up to proxy_max_temp_file_size), so a slow client
+     * does not hold the backend. */
+    int                       spool_fd;        /* -1 none */
+    int64_t                   spool_w, spool_r;/* write / read offsets */
 
     /* Hooks supplied by the protocol module. */
     /* Builds u->request_head (called once, when the body mode is known and a
@@ -277,6 +282,9 @@ struct pt_upstream_s {
     unsigned                  stream_started:1;/* body bytes taken from the client */
     unsigned                  stream_eof:1;    /* the client's body has ended */
     unsigned                  tunnel_wait:1;   /* 101 head queued, waiting to flush */
+    unsigned                  spooling:1;      /* new body bytes go to the spool */
+    unsigned                  spool_full:1;    /* spool at its limit: backend not read */
+    unsigned                  upstream_done:1; /* backend side released (peer, connection) */
 };
 
 enum {

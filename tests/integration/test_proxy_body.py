@@ -446,3 +446,56 @@ def test_expect_100_continue_streaming(portico, echo_backend):
     assert b"HTTP/1.1 200" in data
     assert echo_backend.last.body == b"abcd"
     assert echo_backend.last.header("expect") is None
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("max_temp,released", [("1024m", True), ("0", False)])
+def test_slow_client_spool_releases_backend(portico, backends, max_temp, released, tmp_path):
+    """proxy_buffering on: what a slow client cannot take yet goes to a temp
+    file, so the backend finishes at once (nginx); proxy_max_temp_file_size 0
+    keeps it waiting (backpressure all the way)."""
+    size = 32 << 20
+    done = threading.Event()
+
+    def h(req, c, b):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        block = pattern_block()
+        left = size
+        while left:
+            k = min(left, len(block))
+            c.sendall(block[:k])
+            left -= k
+        done.set()
+        return None
+    b = backends(h)
+    p = portico("""
+        http { server { listen 127.0.0.1:@PORT@;
+            client_body_temp_path %s;
+            location / { proxy_pass http://%s; proxy_max_temp_file_size %s; } } }"""
+                % (tmp_path, b.addr, max_temp))
+    worker = p.wait_workers(1)[0]
+    sampler = RssSampler(worker)
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert done.wait(3) == released
+    s.settimeout(30)
+    h_ = hashlib.sha256()
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    h_.update(rest)
+    total = len(rest)
+    while True:
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        h_.update(d)
+        total += len(d)
+    s.close()
+    base, peak = sampler.done()
+    assert total == size
+    assert h_.hexdigest() == pattern_sha(size)
+    assert done.wait(5)
+    assert peak - base < 8 * 1024, (base, peak)
