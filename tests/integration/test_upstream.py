@@ -465,3 +465,18 @@ def test_zone_state_survives_reload(portico, backends):
     time.sleep(0.8)
     # same servers in the config: the zone's state (with the added server) is kept
     assert set(names(p.port, 9)) == {"b0", "b1", "b2"}
+
+
+def test_next_upstream_timeout_bounds_retries(portico, backends):
+    bs = [Named(backends, "s%d" % i, delay=2.0) for i in range(4)]
+    p = portico(conf("".join('server %s max_fails=0; ' % b.addr for b in bs),
+                     'proxy_read_timeout 700ms; proxy_next_upstream error timeout;'
+                     ' proxy_next_upstream_timeout 1s;'))
+    t0 = time.monotonic()
+    st, body, r = Client(p.port).get()
+    took = time.monotonic() - t0
+    assert st == 504
+    # the first try times out at 0.7 s, the second one starts before 1 s and
+    # is the last: two tries, not four
+    assert len(r.getheader("X-US").split(", ")) == 2, r.getheader("X-US")
+    assert took < 2.0, took
