@@ -199,6 +199,11 @@ struct pt_http_request_s {
     unsigned                tunnel:1;      /* upgraded (WebSocket) */
     unsigned                expect_tested:1; /* 100-continue decided (sent or not) */
     unsigned                aborted:1;     /* terminated: close at once, queued output dropped */
+    /* Outcome of limit_req / limit_conn (0: not checked yet; the values are
+     * the modules' own). Kept across internal redirects (not in ctx), so a
+     * request is limited once, as nginx's r->main->limit_*_status. */
+    unsigned                limit_req_status:3;
+    unsigned                limit_conn_status:2;
 };
 
 /* Request helpers (request.c). */

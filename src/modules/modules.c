@@ -9,6 +9,8 @@ extern pt_module_t pt_core_module;        /* src/process/core_module.c: main + e
 extern pt_module_t pt_http_core_module;   /* src/http/http_core.c */
 extern pt_module_t pt_http_realip_module;    /* src/modules/realip.c */
 extern pt_module_t pt_http_access_module;    /* src/modules/access.c */
+extern pt_module_t pt_http_limit_req_module; /* src/modules/limit_req.c */
+extern pt_module_t pt_http_limit_conn_module; /* src/modules/limit_conn.c */
 extern pt_module_t pt_http_ssl_module;       /* src/tls/tls.c */
 extern pt_module_t pt_http_v2_module;        /* src/http/h2_conn.c */
 extern pt_module_t pt_http_stub_status_module; /* src/modules/stub_status.c */
@@ -34,6 +36,8 @@ pt_module_t *pt_modules[] = {
     &pt_http_core_module,
     &pt_http_realip_module,
     &pt_http_access_module,
+    &pt_http_limit_req_module,  /* preaccess: limit_req before limit_conn (nginx) */
+    &pt_http_limit_conn_module,
     &pt_http_ssl_module,
     &pt_http_v2_module,
     &pt_http_stub_status_module,
