@@ -178,3 +178,17 @@ http {
     assert rc != 0
     assert msg in err, err
     assert "portico.conf:" in err
+
+
+def test_port_parameter_probes_another_port(portico, backends):
+    app = HcBackend(backends, "app")
+    side = HcBackend(backends, "side")     # its /health answers for app
+    port = side.addr.rsplit(":", 1)[1]
+    p = portico(conf([app.addr], "interval=200ms uri=/health port=%s" % port))
+    assert wait_for(lambda: side.checks >= 2)
+    assert app.checks == 0
+    side.health = "500"
+    assert wait_for(lambda: "is unhealthy" in p.error_log())
+    st, body, r = Client(p.port).get()
+    assert st == 502
+    assert "no live upstreams" in p.error_log()
