@@ -32,6 +32,8 @@ typedef struct pt_upstream_ext_s {
     unsigned               capacity;   /* peer slots of the primary set (runtime additions) */
     unsigned               backup_capacity;
     unsigned               local_generation; /* this worker's view (hash ring) */
+    pt_array_t            *resolver;   /* `resolver` in the upstream block (pt_str_t), or NULL */
+    int64_t                resolver_timeout; /* ms, -1 unset */
 } pt_upstream_ext_t;
 
 /* Shared part of a group in its zone. */
@@ -48,6 +50,11 @@ struct pt_upstream_shared_s {
 };
 
 pt_upstream_ext_t *pt__upstream_ext(pt_conf_t *cf, pt_upstream_group_t *g);
+
+/* resolver.c: setters of `resolver` and `resolver_timeout` in an upstream
+ * block (conf = the group); they override the http-level ones for it. */
+const char *pt__upstream_resolver_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf);
+const char *pt__upstream_resolver_timeout_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf);
 
 static inline void pt__upstream_lock(pt_upstream_group_t *g)
 {

@@ -11,8 +11,10 @@ pt_upstream_ext_t *pt__upstream_ext(pt_conf_t *cf, pt_upstream_group_t *g)
 {
     if (g->ext == NULL) {
         g->ext = pt_pcalloc(cf->pool, sizeof(pt_upstream_ext_t));
-        if (g->ext)
+        if (g->ext) {
             g->ext->zone_size = -1;
+            g->ext->resolver_timeout = -1;
+        }
     }
     return g->ext;
 }

@@ -3,8 +3,9 @@
  * nonblocking DNS client on the event loop: UDP, A and (ipv6=on) AAAA
  * queries, no external library.
  *
- *   resolver 127.0.0.53 [::1]:5353 [valid=30s] [ipv6=on|off];   (http level)
+ *   resolver 127.0.0.53 [::1]:5353 [valid=30s] [ipv6=on|off];
  *   resolver_timeout 5s;
+ *   (at http level, or in the upstream block where they override it)
  *   upstream app { zone app 256k; server app.internal:8080 resolve; }
  *
  * The group needs a zone: the peers a name resolves to are added to and
@@ -507,6 +508,44 @@ static int split_host_port(const pt_str_t *addr, char *host, size_t cap, in_port
     return 0;
 }
 
+const char *pt__upstream_resolver_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
+{
+    pt_upstream_ext_t *ext = pt__upstream_ext(cf, conf);
+    pt_str_t *value = cf->args->elts;
+    (void) cmd;
+    if (ext == NULL)
+        return "failed (out of memory)";
+    if (ext->resolver)
+        return "is duplicate";
+    ext->resolver = pt_array_create(cf->pool, cf->args->nelts, sizeof(pt_str_t));
+    if (ext->resolver == NULL)
+        return "failed (out of memory)";
+    for (size_t i = 1; i < cf->args->nelts; i++) {
+        pt_str_t *s = pt_array_push(ext->resolver);
+        if (s == NULL)
+            return "failed (out of memory)";
+        *s = value[i];
+    }
+    return PT_CONF_OK;
+}
+
+const char *pt__upstream_resolver_timeout_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
+{
+    pt_upstream_ext_t *ext = pt__upstream_ext(cf, conf);
+    pt_str_t *value = cf->args->elts;
+    (void) cmd;
+    if (ext == NULL)
+        return "failed (out of memory)";
+    if (ext->resolver_timeout != -1)
+        return "is duplicate";
+    ext->resolver_timeout = pt_conf_parse_msec(&value[1]);
+    if (ext->resolver_timeout <= 0) {
+        pt_conf_error(cf, PT_LOG_EMERG, 0, "invalid value \"%s\"", value[1].data);
+        return PT_CONF_ERROR;
+    }
+    return PT_CONF_OK;
+}
+
 static void *create_main_conf(pt_conf_t *cf)
 {
     rs_main_conf_t *m = pt_pcalloc(cf->pool, sizeof(*m));
@@ -539,7 +578,13 @@ static const char *init_main_conf(pt_conf_t *cf, void *conf)
                          (int) g->name.len, g->name.data, g->file, g->line);
             return PT_CONF_ERROR;
         }
-        if (clcf == NULL || clcf->resolver == NULL || clcf->resolver == PT_CONF_UNSET_PTR) {
+        pt_array_t *resolver = g->ext->resolver;
+        int64_t timeout = g->ext->resolver_timeout;
+        if (resolver == NULL && clcf && clcf->resolver != PT_CONF_UNSET_PTR)
+            resolver = clcf->resolver;
+        if (timeout <= 0 && clcf)
+            timeout = clcf->resolver_timeout;
+        if (resolver == NULL) {
             pt_log_error(PT_LOG_EMERG, cf->log, 0,
                          "no resolver defined to resolve names in upstream \"%.*s\" in %s:%u",
                          (int) g->name.len, g->name.data, g->file, g->line);
@@ -550,9 +595,9 @@ static const char *init_main_conf(pt_conf_t *cf, void *conf)
             return "failed (out of memory)";
         rs->group = g;
         rs->ipv6 = 1;
-        rs->timeout = clcf->resolver_timeout > 0 ? clcf->resolver_timeout : 30000;
-        pt_str_t *args = clcf->resolver->elts;
-        for (size_t k = 0; k < clcf->resolver->nelts; k++) {
+        rs->timeout = timeout > 0 ? timeout : 30000;
+        pt_str_t *args = resolver->elts;
+        for (size_t k = 0; k < resolver->nelts; k++) {
             pt_str_t *v = &args[k];
             if (v->len > 6 && memcmp(v->data, "valid=", 6) == 0) {
                 pt_str_t t = { v->len - 6, v->data + 6 };
