@@ -5,8 +5,15 @@
  *         ─> read and parse the response head (1xx skipped; 101 ─> tunnel)
  *         ─> relay the body: Content-Length, chunked or until close,
  *            each buffer read from the backend handed to the client writer
- *            as is; the backend is not read while the writer is full
- *         ─> done: keep-alive pool or close; finalize the request.
+ *            as is. When the writer is full: with proxy_buffering on the
+ *            backend goes on being read into an unlinked temp file (up to
+ *            proxy_max_temp_file_size, then it waits), which the writer
+ *            drains before buffers are passed directly again; with
+ *            proxy_buffering off (or X-Accel-Buffering: no) the backend is
+ *            not read until the writer drains (every byte is flushed as it
+ *            arrives)
+ *         ─> done: keep-alive pool or close (as soon as the backend's part
+ *            is over, even while a spool still feeds the client); finalize.
  *
  * Failures before the response head was sent may go to the next peer
  * (proxy_next_upstream); otherwise 502/504, or a closed client connection
