@@ -3,7 +3,9 @@
  *   client idle HOST PORT N PATH HOLD_SECONDS
  *       Opens N keep-alive connections, sends one GET PATH on each and reads
  *       the whole answer, so that each connection is an idle keep-alive
- *       connection in the proxy. Prints "ready OPEN FAILED" once all are
+ *       connection in the proxy. 16 connections at a time: more in flight
+ *       would leave the proxy holding buffers for a burst, counted as
+ *       per-connection memory. Prints "ready OPEN FAILED" once all are
  *       open, then holds them until stdin closes, SIGTERM or HOLD_SECONDS.
  *
  *   client reqs HOST PORT N PATH
@@ -55,12 +57,10 @@ static int dial(void)
     return fd;
 }
 
-/* Sends the request and reads one whole answer (Content-Length framing).
- * Returns the status code, 0 when the server closed first, -1 on error. */
-static int exchange(int fd)
+/* Reads one whole answer (Content-Length framing). Returns the status code,
+ * 0 when the server closed first, -1 on error. */
+static int read_answer(int fd)
 {
-    if (write(fd, req, req_len) != (ssize_t)req_len)
-        return -1;
     char buf[65536];
     size_t have = 0;
     long long body_left = -1;
@@ -94,6 +94,14 @@ static int exchange(int fd)
         if (body_left <= 0)
             return status;
     }
+}
+
+/* Sends the request and reads its answer. */
+static int exchange(int fd)
+{
+    if (write(fd, req, req_len) != (ssize_t)req_len)
+        return -1;
+    return read_answer(fd);
 }
 
 static volatile sig_atomic_t stop;
@@ -155,18 +163,31 @@ int main(int argc, char **argv)
     signal(SIGINT, on_term);
     int hold = atoi(argv[6]);
     long open_ok = 0, failed = 0;
-    for (long i = 0; i < n && !stop; i++) {
-        int fd = dial();
-        if (fd < 0) {
-            failed++;
-            continue;
+    /* In batches: connect and send on BATCH connections, then read the
+     * BATCH answers, so that requests overlap without outgrowing a backlog. */
+    enum { BATCH = 16 };
+    int fds[BATCH];
+    for (long i = 0; i < n && !stop; i += BATCH) {
+        int k = (int)(n - i < BATCH ? n - i : BATCH);
+        for (int j = 0; j < k; j++) {
+            fds[j] = dial();
+            if (fds[j] >= 0 && write(fds[j], req, req_len) != (ssize_t)req_len) {
+                close(fds[j]);
+                fds[j] = -1;
+            }
         }
-        int st = exchange(fd);
-        if (st >= 200 && st < 300) {
-            open_ok++;              /* keep fd open: it is the idle connection */
-        } else {
-            failed++;
-            close(fd);
+        for (int j = 0; j < k; j++) {
+            if (fds[j] < 0) {
+                failed++;
+                continue;
+            }
+            int st = read_answer(fds[j]);
+            if (st >= 200 && st < 300) {
+                open_ok++;          /* keep fd open: it is the idle connection */
+            } else {
+                failed++;
+                close(fds[j]);
+            }
         }
     }
     printf("ready %ld %ld\n", open_ok, failed);

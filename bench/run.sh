@@ -7,7 +7,7 @@
 #           tls-h1 | tls-handshake | tls-resume | h2 | big | idle
 # TARGET:   direct portico nginx haproxy (default: all four)
 #
-# Environment: BENCH_SECONDS (8), BENCH_REPS (3), BENCH_BIG_MB (1024),
+# Environment: BENCH_SECONDS (6), BENCH_REPS (3), BENCH_BIG_MB (1024),
 # BENCH_IDLE_CONNS (10000), BENCH_PORT_BASE (29100), PORTICO_BIN (build/portico),
 # BENCH_KEEP=1 keeps the temporary prefixes (configs, error logs).
 #
