@@ -107,7 +107,7 @@ static void test_tries_and_backup(void)
     memset(&u, 0, sizeof(u));
     u.group = g;
     rr_init_peer(&req, &u);
-    is_int(u.tries, 2, "tries = number of peers");
+    is_int(u.tries, 3, "tries = primary + backup peers (nginx)");
     char got[4] = { 0 };
     for (int i = 0; i < 3; i++) {
         if (rr_get_peer(&u) != PT_OK) {
