@@ -425,8 +425,8 @@ static void on_tick(pt_event_t *ev)
         for (unsigned i = 0; i < rs->nnames; i++) {
             rs_name_t *nm = &rs->names[i];
             if (nm->sent && now - nm->sent >= rs->timeout) {
+                /* one answer (say A) may have come: use it, else fail */
                 nm->want = 0;
-                nm->naddrs = 0;
                 finish_name(rs, nm, "timed out");
             }
             if (!nm->sent && now >= nm->next)
