@@ -285,7 +285,9 @@ static char *escape_copy(char *out, const char *p, size_t n)
  * valid_unparsed_uri)? False after a rewrite or an internal redirect. */
 static int unparsed_uri_valid(pt_http_request_t *r)
 {
-    if (r->internal || r->unparsed_uri.len == 0 || r->unparsed_uri.data[0] != '/')
+    /* no r->internal shortcut: a named location keeps the URI (and nginx
+     * sends the unparsed one), an internal redirect changes it */
+    if (r->unparsed_uri.len == 0 || r->unparsed_uri.data[0] != '/')
         return 0;
     const char *u = r->unparsed_uri.data;
     size_t n = r->unparsed_uri.len;

@@ -70,6 +70,7 @@ static const uri_case_t uri_cases[] = {
     { "/", 0, NULL, "/orig", "/rewritten", "", 0, "/rewritten" },       /* rewrite break */
     { "/", 0, NULL, "/x?a=1", "/x", "b=2", 0, "/x?b=2" },               /* args changed */
     { "/", 0, NULL, "/x?q", "/moved/", "q", 1, "/moved/?q" },           /* internal redirect */
+    { "/", 0, NULL, "/a%41?q", "/aA", "q", 1, "/a%41?q" },              /* named location */
     { "/name/", 0, "/u/", "/name/bob", "/users", "name=bob", 0, "/u//users?name=bob" },
     { "~ ^/re", 1, NULL, "/re/x?y=1", "/re/x", "y=1", 0, "/re/x?y=1" },
     { "/", 0, "/", "/%3F%23", "/?#", "", 0, "/%3F%23" },                /* re-escaped */
