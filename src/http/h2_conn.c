@@ -139,6 +139,7 @@ struct h2_stream_s {
     unsigned            logged:1;
     unsigned            discarding:1;
     unsigned            freed:1;
+    unsigned            timedout:1;    /* client_body_timeout / send_timeout */
     unsigned            wake_read:1;   /* what the posted wake event reports */
     unsigned            wake_write:1;
 };
@@ -266,6 +267,8 @@ static void on_wake(pt_event_t *ev)
         r->write_event_handler(r);
 }
 
+static void wake(h2_stream_t *s, int rd, int wr);
+
 /* A stream that waited too long for body bytes (client_body_timeout) or for
  * the client to take its response (send_timeout) ends with 408. */
 static void on_stream_timer(pt_event_t *ev)
@@ -282,6 +285,14 @@ static void on_stream_timer(pt_event_t *ev)
         return;
     }
     pt_log_error(PT_LOG_INFO, &s->r->connection->log, ETIMEDOUT, "client timed out");
+    /* as HTTP/1.1 does: the handler learns it from its next read_body /
+     * send_body and finalizes itself (its cleanup runs); without a handler
+     * waiting, finalize here */
+    s->timedout = 1;
+    if (s->r->read_event_handler || s->r->write_event_handler) {
+        wake(s, 1, 1);
+        return;
+    }
     s->r->aborted = 1;
     pt_http_finalize_request(s->r, 408);
 }
@@ -979,7 +990,7 @@ static int h2_send_body(pt_http_request_t *r, pt_buf_t *chain)
     pt_buf_t *b, *next;
     int last = 0;
 
-    if (h2c == NULL || s->closed || r->aborted) {
+    if (h2c == NULL || s->closed || r->aborted || s->timedout) {
         pt_buf_put_chain(chain);
         return PT_ERROR;
     }
@@ -1027,6 +1038,10 @@ static ssize_t h2_read_body(pt_http_request_t *r, char *buf, size_t size, int *s
     pt_http_core_loc_conf_t *clcf = clcf_of(r);
 
     *status = 0;
+    if (s->timedout) {
+        *status = 408;
+        return PT_ERROR;
+    }
     if (h2c == NULL || s->closed) {
         if (s->in == NULL && s->in_eof)
             return 0;
