@@ -429,3 +429,56 @@ def test_config_errors(tmp_path):
         limit_req_status 429; limit_req_log_level warn; limit_req_dry_run off;
         server { location / { limit_req zone=one burst=5 delay=2; } } }""")
     assert rc == 0, err
+
+
+def test_http2_streams_delayed_and_zone_declared_later(portico):
+    # limit_req may name a zone declared further down (nginx); over HTTP/2
+    # each stream is a request: the second one waits 0.5 s (rate 2r/s).
+    import subprocess
+    p = portico("""
+        http {
+            server {
+                listen 127.0.0.1:@PORT@;
+                http2 on;
+                root html;
+                location / { limit_req zone=late burst=1; }
+            }
+            limit_req_zone $binary_remote_addr zone=late:1m rate=2r/s;
+        }""", files=HTML)
+    t0 = time.monotonic()
+    cp = subprocess.run(["nghttp", "-nv", p.url(path="/?a"), p.url(path="/?b")],
+                        capture_output=True, timeout=15)
+    elapsed = time.monotonic() - t0
+    text = cp.stdout.decode("latin-1")
+    assert sorted(re.findall(r":status: (\d+)", text)) == ["200", "200"], text[-2000:]
+    assert 0.35 < elapsed < 2.0, elapsed
+    assert wait_log(p, r'delaying request, excess: [01]\.\d{3}, by zone "late"')
+
+
+def test_http2_connection_closed_while_delayed(portico):
+    # the client drops the h2 connection while a stream waits: the request
+    # ends with the connection and its timer goes with it
+    import subprocess
+    p = portico("""
+        http {
+            log_format st '$status $limit_req_status';
+            access_log logs/access.log st;
+            limit_req_zone $binary_remote_addr zone=one:1m rate=1r/s;
+            server {
+                listen 127.0.0.1:@PORT@;
+                http2 on;
+                root html;
+                location / { limit_req zone=one burst=5; }
+            }
+        }""", files=HTML)
+    proc = subprocess.Popen(["nghttp", "-n", p.url(path="/?a"), p.url(path="/?b")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_log(p, r'delaying request, excess: [01]\.\d{3}, by zone "one"')
+    proc.kill()
+    proc.wait(5)
+    time.sleep(1.5)   # past the delay
+    assert http_get(p.url()).status in (200, 503)
+    time.sleep(0.2)
+    lines = p.access_log().splitlines()
+    assert "200 PASSED" in lines and any(ln.endswith(" DELAYED") and not ln.startswith("200")
+                                         for ln in lines), lines
