@@ -11,7 +11,9 @@
  * and when worker_shutdown_timeout force-closes its connections; a graceful
  * reload alone does not end it.
  *
- * The tunnel state is malloc'd: it outlives the request that created it. */
+ * The tunnel state is malloc'd (an idle tunnel holds it, the two connection
+ * records and the request's pool, which is freed when the tunnel ends and the
+ * request is logged). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,9 @@ typedef struct {
 } dir_t;
 
 typedef struct {
+    pt_upstream_t *u;
     pt_conn_t *client, *upstream;
+    int64_t    bytes_down;     /* upstream -> client, for $bytes_sent */
     dir_t      up;             /* client -> upstream */
     dir_t      down;           /* upstream -> client */
     int64_t    read_timeout, send_timeout, client_send_timeout;
@@ -47,6 +51,11 @@ static void tunnel_close(tunnel_t *t)
     pt_conn_close(t->client);
     pt_conn_close(t->upstream);
     pt_loop_defer_free(free, t);
+    /* the request ends with the tunnel: log line, pool */
+    pt_upstream_t *u = t->u;
+    u->r->bytes_sent += t->bytes_down;
+    u->tunnel = NULL;
+    pt__upstream_finalize(u, PT_OK);
 }
 
 /* Moves bytes in one direction until nothing more can move. Returns 0, or
@@ -61,6 +70,8 @@ static int pump(tunnel_t *t, dir_t *d, int *moved)
             if (n < 0)
                 return -1;
             d->buf->pos += n;
+            if (d == &t->down)
+                t->bytes_down += n;
             *moved = 1;
             if (pt_buf_size(d->buf) > 0)
                 continue;
@@ -138,15 +149,17 @@ static void on_tunnel_event(pt_event_t *ev)
     tunnel_run(t);
 }
 
-int pt_upstream_tunnel_start(pt_upstream_t *u, pt_conn_t *client, pt_buf_t *client_preread,
-                             pt_buf_t *upstream_preread)
+int pt_upstream_tunnel_start(pt_upstream_t *u, pt_conn_t *uc, pt_conn_t *client,
+                             pt_buf_t *client_preread, pt_buf_t *upstream_preread)
 {
     pt_http_core_loc_conf_t *clcf = pt_http_get_module_loc_conf(u->r, pt_http_core_module);
     tunnel_t *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return PT_ERROR;
+    t->u = u;
+    u->tunnel = t;
     t->client = client;
-    t->upstream = u->c;
+    t->upstream = uc;
     t->read_timeout = u->conf->read_timeout;
     t->send_timeout = u->conf->send_timeout;
     t->client_send_timeout = clcf->send_timeout > 0 ? clcf->send_timeout : 60000;
@@ -155,9 +168,9 @@ int pt_upstream_tunnel_start(pt_upstream_t *u, pt_conn_t *client, pt_buf_t *clie
         t->bufsize = 16384;
 
     t->up.src = client;
-    t->up.dst = u->c;
+    t->up.dst = uc;
     t->up.buf = client_preread;
-    t->down.src = u->c;
+    t->down.src = uc;
     t->down.dst = client;
     t->down.buf = upstream_preread;
 
@@ -166,11 +179,11 @@ int pt_upstream_tunnel_start(pt_upstream_t *u, pt_conn_t *client, pt_buf_t *clie
     client->io.write.handler = on_tunnel_event;
     pt_timer_del(&client->io.read);
     pt_timer_del(&client->io.write);
-    u->c->data = t;
-    u->c->log.ctx_handler = NULL;     /* the request's context ends now */
-    u->c->log.ctx = NULL;
-    u->c->io.read.handler = on_tunnel_event;
-    u->c->io.write.handler = on_tunnel_event;
+    uc->data = t;
+    uc->log.ctx_handler = NULL;       /* the request's context is gone from the client */
+    uc->log.ctx = NULL;
+    uc->io.read.handler = on_tunnel_event;
+    uc->io.write.handler = on_tunnel_event;
 
     tunnel_run(t);
     return PT_OK;

@@ -982,16 +982,20 @@ static void start_tunnel(pt_upstream_t *u)
     }
     pt_timer_del(&u->c->io.read);
     pt_timer_del(&u->c->io.write);
-    if (pt_upstream_tunnel_start(u, client, preread, up_pre) != PT_OK) {
+    /* From here the tunnel owns both connections; the request stays open
+     * (and is logged, with the tunnel's duration and bytes) until the
+     * tunnel ends: tunnel.c calls pt__upstream_finalize then. */
+    pt_conn_t *uc = u->c;
+    u->c = NULL;
+    r->read_event_handler = NULL;
+    r->write_event_handler = NULL;
+    if (pt_upstream_tunnel_start(u, uc, client, preread, up_pre) != PT_OK) {
         pt_buf_put(preread);
         pt_buf_put(up_pre);
         pt_conn_close(client);
-        close_upstream_conn(u);
+        pt_conn_close(uc);
         pt__upstream_finalize(u, PT_ERROR);
-        return;
     }
-    u->c = NULL;           /* the tunnel owns both connections now */
-    pt__upstream_finalize(u, PT_OK);
 }
 
 /* Validates framing headers. Returns NULL or the reason for a 502. */

@@ -314,10 +314,13 @@ void pt_upstream_keepalive_put(pt_upstream_group_t *g, pt_upstream_peer_t *peer,
 void pt_upstream_keepalive_close_all(void);
 
 /* Tunnel (tunnel.c): after a 101, moves bytes both ways until one side
- * closes or an idle timeout. Takes over u->c and the client connection.
- * Returns PT_OK or PT_ERROR (nothing started: caller closes). */
-int  pt_upstream_tunnel_start(pt_upstream_t *u, pt_conn_t *client, pt_buf_t *client_preread,
-                              pt_buf_t *upstream_preread);
+ * closes or an idle timeout. Takes over the upstream connection uc (no longer
+ * in u->c) and the detached client connection; when the tunnel ends it
+ * closes both and finalizes the request (pt__upstream_finalize, PT_OK), so
+ * the access log line carries the tunnel's duration and bytes. Returns PT_OK,
+ * or PT_ERROR when nothing started (the caller closes and finalizes). */
+int  pt_upstream_tunnel_start(pt_upstream_t *u, pt_conn_t *uc, pt_conn_t *client,
+                              pt_buf_t *client_preread, pt_buf_t *upstream_preread);
 
 /* Internal (upstream.c <-> proxy.c / tunnel.c). */
 void pt__upstream_finalize(pt_upstream_t *u, int rc);

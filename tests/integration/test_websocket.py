@@ -168,3 +168,32 @@ def test_tunnel_ended_by_worker_shutdown_timeout(portico, ws_echo_backend):
             return None
     dt = run(go())
     assert dt is not None and dt < 5
+
+
+def test_tunnel_logged_when_it_ends(portico, ws_echo_backend):
+    import websockets
+    conf = WS_CONF % (ws_echo_backend.addr, "3600s", "3600s")
+    conf = conf.replace("server {", """log_format tun '$status $request_time $upstream_addr $bytes_sent';
+        server {
+            access_log logs/tun.log tun;""", 1)
+    p = portico(conf)
+
+    async def go():
+        async with websockets.connect("ws://127.0.0.1:%d/ws/" % p.port,
+                                      ping_interval=None) as ws:
+            import base64
+            import os as _os
+            msg = base64.b64encode(_os.urandom(3000)).decode()   # incompressible
+            await ws.send(msg)
+            assert await ws.recv() == msg
+            await asyncio.sleep(0.6)
+            assert p.access_log("logs/tun.log") == ""     # not logged while open
+    run(go())
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not p.access_log("logs/tun.log"):
+        time.sleep(0.05)
+    status, rt, addr, sent = p.access_log("logs/tun.log").split()
+    assert status == "101"
+    assert float(rt) >= 0.5
+    assert addr == ws_echo_backend.addr
+    assert int(sent) > 1000
