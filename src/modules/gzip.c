@@ -45,7 +45,13 @@
  * Last-Modified of the .gz file, as nginx. The header filter restores r->uri
  * (logs show the request's URI) and adds Content-Encoding: gzip. A regex
  * location with alias (whose path does not follow the uri) is not served
- * this way: the original file is sent. */
+ * this way: the original file is sent.
+ *
+ * Ranges. nginx compresses before its range filter looks at a response, so
+ * a range request whose response is gzipped gets the whole body (200). The
+ * static module answers ranges itself, so the same content-phase step hides
+ * the Range header from it when the file's response will be compressed
+ * (hide_range). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -103,6 +109,7 @@ typedef struct {
     int                level, wbits, memlevel;
     uint64_t           zin, zout; /* totals at the end of the stream */
     pt_str_t           orig_uri;  /* gzip_static: the request's own uri */
+    pt_http_header_t  *range;     /* Range hidden from the static module */
     unsigned           compress:1;   /* the body filter compresses */
     unsigned           zinit:1;      /* zs is initialised (deflateEnd owed) */
     unsigned           done:1;       /* Z_FINISH done */
@@ -477,6 +484,10 @@ static int gzip_header_filter(pt_http_request_t *r)
     if (conf == NULL)
         return next_header_filter(r);
 
+    if (ctx && ctx->range) {
+        ctx->range->deleted = 0;        /* the static module has decided */
+        ctx->range = NULL;
+    }
     if (ctx && ctx->static_gz) {
         /* gzip_static: the static module has answered for FILE.gz */
         r->uri = ctx->orig_uri;
@@ -673,24 +684,72 @@ static int gzip_body_filter(pt_http_request_t *r, pt_buf_t *in)
 /* ------------------------------------------------------------------------ */
 /* gzip_static                                                               */
 
-static int gzip_static_handler(pt_http_request_t *r)
+/* nginx compresses before its range filter sees the response, so a range
+ * request whose response gets gzipped is answered with the whole body (200),
+ * compressed. The static module answers ranges itself, before any filter
+ * runs: when the file's response is sure to be compressed, the Range header
+ * is hidden from it (and put back by the header filter, so logs see it).
+ * A proxied request (Via) is left alone unless gzip_proxied is "any": the
+ * other gzip_proxied rules depend on response headers not known yet. */
+static int hide_range(pt_http_request_t *r, gzip_conf_t *conf, gzip_ctx_t **pctx)
 {
-    gzip_conf_t *conf = conf_of(r);
+    if (conf->enable != 1 || r->err_status || !(r->method & (PT_HTTP_GET | PT_HTTP_HEAD)))
+        return PT_OK;
+    pt_http_header_t *range = find_in(r, "Range", 5);
+    if (range == NULL || !request_accepts_gzip(r, conf))
+        return PT_OK;
+    if (find_in(r, "Via", 3) && !(conf->proxied & PROXIED_ANY))
+        return PT_OK;
+
+    pt_str_t saved = r->headers_out.content_type;
+    r->headers_out.content_type.len = 0;
+    pt_http_set_content_type(r);
+    int match = type_matches(conf, &r->headers_out.content_type);
+    r->headers_out.content_type = saved;
+    if (!match)
+        return PT_OK;
+
     pt_str_t path;
     struct stat st;
+    int rc = pt_http_static_map_uri(r, &r->uri, &path, 0);
+    if (rc == PT_ERROR)
+        return 500;
+    if (rc != PT_OK || stat(path.data, &st) != 0 || !S_ISREG(st.st_mode)
+        || (int64_t) st.st_size < conf->min_length)
+        return PT_OK;
 
-    if (conf == NULL || conf->static_mode == STATIC_OFF || conf->static_mode == PT_CONF_UNSET_UINT)
-        return PT_DECLINED;
-    if (!(r->method & (PT_HTTP_GET | PT_HTTP_HEAD)))
+    gzip_ctx_t *ctx = *pctx ? *pctx : ctx_get(r);
+    if (ctx == NULL)
+        return 500;
+    *pctx = ctx;
+    ctx->range = range;
+    range->deleted = 1;
+    return PT_OK;
+}
+
+/* The content-phase step, before the static module's: gzip_static, then
+ * the range rule above. Always declines (the static module answers). */
+static int gzip_content_handler(pt_http_request_t *r)
+{
+    gzip_conf_t *conf = conf_of(r);
+    gzip_ctx_t *ctx = NULL;
+    pt_str_t path, gz_uri, check;
+    struct stat st;
+    int ok, rc;
+
+    if (conf == NULL)
         return PT_DECLINED;
     if (r->uri.len == 0 || r->uri.data[r->uri.len - 1] == '/')
         return PT_DECLINED;
+    if (conf->static_mode == STATIC_OFF || conf->static_mode == PT_CONF_UNSET_UINT
+        || !(r->method & (PT_HTTP_GET | PT_HTTP_HEAD)))
+        goto plain;
 
-    int ok = conf->static_mode == STATIC_ALWAYS || request_accepts_gzip(r, conf);
+    ok = conf->static_mode == STATIC_ALWAYS || request_accepts_gzip(r, conf);
     if (!ok && conf->vary != 1)
-        return PT_DECLINED;             /* nothing to learn from the file */
+        goto plain;                     /* nothing to learn from the file */
 
-    int rc = pt_http_static_map_uri(r, &r->uri, &path, 3);
+    rc = pt_http_static_map_uri(r, &r->uri, &path, 3);
     if (rc == PT_ERROR)
         return 500;
     if (rc != PT_OK)
@@ -703,19 +762,18 @@ static int gzip_static_handler(pt_http_request_t *r)
         if (err != ENOENT && err != ENOTDIR && err != ENAMETOOLONG)
             pt_log_error(err == EACCES ? PT_LOG_ERR : PT_LOG_CRIT, req_log(r), err,
                          "stat() \"%s\" failed", path.data);
-        return PT_DECLINED;
+        goto plain;
     }
 
-    gzip_ctx_t *ctx = ctx_get(r);
+    ctx = ctx_get(r);
     if (ctx == NULL)
         return 500;
     ctx->vary = 1;
     if (!ok || !S_ISREG(st.st_mode))
-        return PT_DECLINED;
+        goto plain;
 
     /* the static module serves "URI.gz": it must map to this very file
      * (not so for a regex location's alias, which ignores the uri) */
-    pt_str_t gz_uri, check;
     gz_uri.len = r->uri.len + 3;
     gz_uri.data = pt_pnalloc(r->pool, gz_uri.len + 1);
     if (gz_uri.data == NULL)
@@ -726,12 +784,16 @@ static int gzip_static_handler(pt_http_request_t *r)
     if (rc == PT_ERROR)
         return 500;
     if (rc != PT_OK || !pt_str_eq(&check, &path))
-        return PT_DECLINED;
+        goto plain;
 
     ctx->orig_uri = r->uri;
     ctx->static_gz = 1;
     r->uri = gz_uri;                    /* r->exten stays: the type of FILE */
     return PT_DECLINED;
+
+plain:
+    rc = hide_range(r, conf, &ctx);
+    return rc == PT_OK ? PT_DECLINED : rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -938,7 +1000,7 @@ static int gzip_init(pt_conf_t *cf)
     pt_http_top_header_filter = gzip_header_filter;
     next_body_filter = pt_http_top_body_filter;
     pt_http_top_body_filter = gzip_body_filter;
-    return pt_http_phase_add(cf, PT_HTTP_CONTENT_PHASE, gzip_static_handler);
+    return pt_http_phase_add(cf, PT_HTTP_CONTENT_PHASE, gzip_content_handler);
 }
 
 static const pt_conf_enum_t http_versions[] = {
