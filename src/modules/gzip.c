@@ -117,7 +117,6 @@ typedef struct {
     unsigned           unflushed:1;  /* input given to deflate since the last flush */
     unsigned           vary:1;       /* gzip_static found FILE.gz: Vary applies */
     unsigned           static_gz:1;  /* r->uri points at the .gz (until the header) */
-    unsigned           static_sent:1;/* the response is FILE.gz */
 } gzip_ctx_t;
 
 static pt_http_header_filter_cb next_header_filter;
@@ -493,7 +492,6 @@ static int gzip_header_filter(pt_http_request_t *r)
         r->uri = ctx->orig_uri;
         ctx->static_gz = 0;
         if (status == 200 || status == 206 || status == 304) {
-            ctx->static_sent = 1;
             if (!pt_http_header_add(r, &ho->list, "Content-Encoding", 16, "gzip", 4))
                 return PT_ERROR;
             if (conf->vary == 1 && add_vary(r) != 0)
