@@ -30,6 +30,7 @@ extern pt_module_t pt_http_upstream_hc_module; /* src/proxy/health.c */
 extern pt_module_t pt_http_upstream_resolve_module; /* src/proxy/resolver.c */
 extern pt_module_t pt_http_api_module;       /* src/proxy/api.c */
 extern pt_module_t pt_http_proxy_module;     /* src/proxy/proxy.c */
+extern pt_module_t pt_http_proxy_cache_module; /* src/proxy/cache.c */
 
 pt_module_t *pt_modules[] = {
     &pt_core_module,
@@ -57,6 +58,7 @@ pt_module_t *pt_modules[] = {
     &pt_http_upstream_resolve_module,
     &pt_http_api_module,
     &pt_http_proxy_module,
+    &pt_http_proxy_cache_module, /* after proxy: its filters see the response first */
 };
 
 const size_t pt_modules_n = sizeof(pt_modules) / sizeof(pt_modules[0]);

@@ -1,0 +1,472 @@
+"""proxy_cache: the guides' MISS then HIT, keys, proxy_cache_valid per status,
+EXPIRED, Cache-Control / Expires / X-Accel-Expires / Set-Cookie, bypass and
+no_cache, use_stale (error, http_5xx, updating), the cache lock, revalidation,
+reload, large bodies, two workers sharing the keys zone, the manager
+(inactive) and the loader (entries found on disk at start)."""
+
+import concurrent.futures
+import glob
+import os
+import threading
+import time
+
+import pytest
+
+from conftest import http_get, http_response, raw_request
+
+
+class Counting:
+    """A backend whose answer a test can change; counts requests per path."""
+
+    def __init__(self, backends, status=200, body=b"hello", headers=None, delay=0.0):
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+        self.delay = delay
+        self.hits = 0
+        self.lock = threading.Lock()
+        self.b = backends(self.handle)
+
+    def handle(self, req, c, b):
+        with self.lock:
+            self.hits += 1
+            n = self.hits
+        if self.delay:
+            time.sleep(self.delay)
+        body = self.body(req, n) if callable(self.body) else self.body
+        hdrs = dict(self.headers)
+        hdrs["X-Hit"] = str(n)
+        return http_response(self.status, body, headers=hdrs)
+
+    @property
+    def addr(self):
+        return self.b.addr
+
+
+def conf(backend, loc_extra="", http_extra="", path_extra="", valid="proxy_cache_valid 200 5m;",
+         always=" always"):
+    return """
+        http {
+            proxy_cache_path @PREFIX@/cache levels=1:2 keys_zone=myapp_cache:10m max_size=1g
+                             inactive=60m use_temp_path=off %s;
+            %s
+            server {
+                listen 127.0.0.1:@PORT@;
+                location /api/public/ {
+                    proxy_cache myapp_cache;
+                    proxy_cache_key "$scheme$request_method$host$request_uri";
+                    %s
+                    %s
+                    add_header X-Cache-Status $upstream_cache_status%s;
+                    proxy_pass http://%s;
+                }
+                location /nocache/ {
+                    proxy_pass http://%s;
+                    add_header X-Cache-Status "[$upstream_cache_status]";
+                }
+            }
+        }""" % (path_extra, http_extra, valid, loc_extra, always, backend.addr, backend.addr)
+
+
+def get(p, path="/api/public/x", **kw):
+    return http_get(p.url(path=path), **kw)
+
+
+def status_of(r):
+    return r.headers.get("X-Cache-Status")
+
+
+def test_guide_miss_then_hit(portico, backends):
+    be = Counting(backends, body=b"guide body", headers={"ETag": '"v1"'})
+    p = portico(conf(be, "proxy_cache_valid 404 1m; proxy_cache_lock on;"
+                         " proxy_cache_use_stale error timeout updating http_500 http_502 http_503;",
+                     always=""))
+    r1 = get(p)
+    assert r1.status == 200 and r1.body == b"guide body"
+    assert status_of(r1) == "MISS"
+    r2 = get(p)
+    assert r2.status == 200 and r2.body == b"guide body"
+    assert status_of(r2) == "HIT"
+    assert r2.headers.get("X-Hit") == "1"
+    assert r2.headers.get("ETag") == '"v1"'
+    assert r2.headers.get("Content-Type") == "text/plain"
+    assert r2.headers.get("Content-Length") == str(len(b"guide body"))
+    assert be.hits == 1
+    # a HEAD is answered from the cache too, without a body
+    r3 = get(p, method="HEAD")
+    assert r3.status == 200 and r3.body == b""
+    # the file is where levels=1:2 puts it
+    files = [f for f in glob.glob(p.prefix + "/cache/*/*/*") if not os.path.basename(f).startswith(".")]
+    assert len(files) >= 1
+    name = os.path.basename(files[0])
+    assert len(name) == 32
+    assert files[0].endswith("/%s/%s/%s" % (name[-1], name[-3:-1], name))
+    # a location without proxy_cache has no status
+    r4 = get(p, path="/nocache/y")
+    assert r4.headers.get("X-Cache-Status") == "[]"
+
+
+def test_key_has_method_host_uri(portico, backends):
+    be = Counting(backends, body=lambda req, n: ("%s %s" % (req.method, req.target)).encode())
+    p = portico(conf(be))
+    assert get(p, path="/api/public/a").body == b"GET /api/public/a"
+    assert get(p, path="/api/public/a?x=1").body == b"GET /api/public/a?x=1"
+    assert get(p, path="/api/public/a", headers={"Host": "other.example"}).body == \
+        b"GET /api/public/a"
+    assert be.hits == 3
+    assert status_of(get(p, path="/api/public/a")) == "HIT"
+    assert status_of(get(p, path="/api/public/a?x=1")) == "HIT"
+    assert status_of(get(p, path="/api/public/a", headers={"Host": "other.example"})) == "HIT"
+    # HEAD has its own key (the method is in it); the backend sees a GET
+    r = get(p, path="/api/public/a", method="HEAD")
+    assert status_of(r) == "MISS" and r.body == b""
+    assert be.b.last.method == "GET"
+    assert be.hits == 4
+
+
+def test_valid_per_status_and_expired(portico, backends):
+    be = Counting(backends, status=404, body=b"nope")
+    p = portico(conf(be, valid="proxy_cache_valid 200 3s; proxy_cache_valid 404 1s;"))
+    assert status_of(get(p)) == "MISS"
+    r = get(p)
+    assert r.status == 404 and status_of(r) == "HIT"
+    time.sleep(1.3)
+    r = get(p)
+    assert r.status == 404 and status_of(r) == "EXPIRED"
+    assert be.hits == 2
+    be.status = 200
+    be.body = b"yes"
+    time.sleep(1.3)
+    r = get(p)
+    assert r.status == 200 and status_of(r) == "EXPIRED" and r.body == b"yes"
+    time.sleep(1.3)
+    assert status_of(get(p)) == "HIT"          # 200 is valid for 3s
+    # a status without a validity is not stored
+    be.status = 500
+    r = get(p, path="/api/public/other")
+    assert r.status == 500 and status_of(r) == "MISS"
+    assert status_of(get(p, path="/api/public/other")) == "MISS"
+
+
+def test_valid_codes_and_any(portico, backends):
+    be = Counting(backends, status=302, headers={"Location": "http://x.example/"})
+    p = portico(conf(be, valid="proxy_cache_valid 200 302 10m; proxy_cache_valid any 1m;"))
+    assert status_of(get(p)) == "MISS"
+    r = get(p)
+    assert r.status == 302 and status_of(r) == "HIT"
+    assert r.headers.get("Location") == "http://x.example/"
+    be.status = 410
+    assert status_of(get(p, path="/api/public/gone")) == "MISS"
+    assert status_of(get(p, path="/api/public/gone")) == "HIT"
+
+
+@pytest.mark.parametrize("hdr,cached", [
+    ({"Cache-Control": "max-age=1"}, "short"),
+    ({"Cache-Control": "no-store"}, False),
+    ({"Cache-Control": "private, max-age=60"}, False),
+    ({"Cache-Control": "no-cache"}, False),
+    ({"Cache-Control": "public, s-maxage=60, max-age=0"}, True),
+    ({"Set-Cookie": "sid=1"}, False),
+    ({"Vary": "*"}, False),
+    ({"X-Accel-Expires": "0", "Cache-Control": "max-age=60"}, False),
+    ({"X-Accel-Expires": "1"}, "short"),
+    ({"Expires": "Thu, 01 Jan 1970 00:00:01 GMT"}, False),
+])
+def test_response_headers_decide(portico, backends, hdr, cached):
+    be = Counting(backends, headers=hdr)
+    p = portico(conf(be))                      # proxy_cache_valid 200 5m
+    assert status_of(get(p)) == "MISS"
+    second = status_of(get(p))
+    if cached is False:
+        assert second == "MISS"
+        assert be.hits == 2
+        return
+    assert second == "HIT"
+    if cached == "short":
+        time.sleep(1.5)
+        assert status_of(get(p)) == "EXPIRED"
+    else:
+        time.sleep(1.5)
+        assert status_of(get(p)) == "HIT"
+
+
+def test_max_age_without_valid(portico, backends):
+    be = Counting(backends, headers={"Cache-Control": "max-age=60"})
+    p = portico(conf(be, valid=""))
+    assert status_of(get(p)) == "MISS"
+    assert status_of(get(p)) == "HIT"
+    be.headers = {}
+    assert status_of(get(p, path="/api/public/plain")) == "MISS"
+    assert status_of(get(p, path="/api/public/plain")) == "MISS"
+
+
+def test_bypass_and_no_cache(portico, backends):
+    be = Counting(backends, body=lambda req, n: b"n=%d" % n)
+    p = portico(conf(be, "proxy_cache_bypass $http_authorization $http_upgrade;"
+                         " proxy_no_cache $http_authorization;"))
+    assert get(p).body == b"n=1"
+    assert status_of(get(p)) == "HIT"
+    r = get(p, headers={"Authorization": "Bearer x"})
+    assert status_of(r) == "BYPASS" and r.body == b"n=2"
+    # not stored (no_cache), so the cached one is still the first
+    r = get(p)
+    assert status_of(r) == "HIT" and r.body == b"n=1"
+    # bypass without no_cache: the fresh response replaces the entry
+    r = get(p, headers={"Upgrade": "websocket"})
+    assert status_of(r) == "BYPASS" and r.body == b"n=3"
+    r = get(p)
+    assert status_of(r) == "HIT" and r.body == b"n=3"
+
+
+def test_guide_user_location_never_cached(portico, backends):
+    be = Counting(backends)
+    p = portico("""
+        http {
+            proxy_cache_path @PREFIX@/cache levels=1:2 keys_zone=my_cache:10m max_size=100m
+                             inactive=60m use_temp_path=off;
+            server {
+                listen 127.0.0.1:@PORT@;
+                proxy_cache my_cache;
+                proxy_cache_valid 200 302 10m;
+                add_header X-Cache-Status $upstream_cache_status;
+                location /api/user/ {
+                    proxy_pass http://%s;
+                    proxy_no_cache 1;
+                    proxy_cache_bypass 1;
+                }
+                location / { proxy_pass http://%s; }
+            }
+        }""" % (be.addr, be.addr))
+    for _ in range(3):
+        assert status_of(get(p, path="/api/user/me")) == "BYPASS"
+    assert be.hits == 3
+    assert status_of(get(p, path="/x")) == "MISS"
+    assert status_of(get(p, path="/x")) == "HIT"
+
+
+def test_use_stale_error(portico, backends):
+    be = Counting(backends, body=b"still here")
+    p = portico(conf(be, "proxy_cache_use_stale error timeout http_500 http_502 http_503;",
+                     valid="proxy_cache_valid 200 1s;"))
+    assert status_of(get(p)) == "MISS"
+    be.b.close()                                # the backend is gone
+    time.sleep(1.3)
+    r = get(p)
+    assert r.status == 200 and r.body == b"still here"
+    assert status_of(r) == "STALE"
+    # nothing stale for another key: the error goes through
+    r = get(p, path="/api/public/never")
+    assert r.status == 502
+
+
+def test_use_stale_http_500(portico, backends):
+    be = Counting(backends, body=b"good")
+    p = portico(conf(be, "proxy_cache_use_stale http_500;", valid="proxy_cache_valid 200 1s;"))
+    assert status_of(get(p)) == "MISS"
+    time.sleep(1.3)
+    be.status, be.body = 500, b"broken"
+    r = get(p)
+    assert r.status == 200 and r.body == b"good" and status_of(r) == "STALE"
+    # without http_503 listed a 503 goes through
+    be.status = 503
+    r = get(p)
+    assert r.status == 503 and status_of(r) == "EXPIRED"
+
+
+def test_no_stale_without_use_stale(portico, backends):
+    be = Counting(backends, body=b"v1")
+    p = portico(conf(be, valid="proxy_cache_valid 200 1s;"))
+    get(p)
+    be.b.close()
+    time.sleep(1.3)
+    assert get(p).status == 502
+
+
+def test_use_stale_updating(portico, backends):
+    be = Counting(backends, body=lambda req, n: b"v%d" % n)
+    p = portico(conf(be, "proxy_cache_use_stale updating; proxy_cache_lock on;",
+                     valid="proxy_cache_valid 200 1s;"))
+    assert get(p).body == b"v1"
+    time.sleep(1.3)
+    be.delay = 1.5
+    out = {}
+
+    def slow():
+        out["r"] = get(p)
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)
+    r = get(p)                                  # while the first one refreshes
+    assert status_of(r) == "UPDATING" and r.body == b"v1"
+    t.join()
+    assert status_of(out["r"]) == "EXPIRED" and out["r"].body == b"v2"
+    assert be.hits == 2
+    r = get(p)
+    assert status_of(r) == "HIT" and r.body == b"v2"
+
+
+def test_cache_lock_one_backend_request(portico, backends):
+    be = Counting(backends, body=b"locked", delay=0.6)
+    p = portico(conf(be, "proxy_cache_lock on;"))
+    with concurrent.futures.ThreadPoolExecutor(10) as ex:
+        res = list(ex.map(lambda i: get(p, timeout=10), range(10)))
+    assert all(r.status == 200 and r.body == b"locked" for r in res)
+    assert be.hits == 1
+    sts = sorted(status_of(r) for r in res)
+    assert sts.count("MISS") == 1 and sts.count("HIT") == 9
+
+
+def test_cache_lock_timeout(portico, backends):
+    be = Counting(backends, body=b"slow", delay=1.2)
+    p = portico(conf(be, "proxy_cache_lock on; proxy_cache_lock_timeout 300ms;"))
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        res = list(ex.map(lambda i: (time.sleep(0.1 * i), get(p, timeout=10))[1], range(3)))
+    assert all(r.status == 200 for r in res)
+    # the waiters gave up after 300ms and went to the backend themselves
+    assert be.hits == 3
+
+
+def test_revalidate(portico, backends):
+    def body(req, n):
+        return b"rev"
+    be = Counting(backends, body=body, headers={"ETag": '"e1"',
+                                                "Last-Modified": "Mon, 02 Jan 2023 00:00:00 GMT"})
+    orig = be.handle
+
+    def handle(req, c, b):
+        if req.header("if-none-match") == '"e1"':
+            with be.lock:
+                be.hits += 1
+            return http_response(304, b"", headers={"ETag": '"e1"'})
+        return orig(req, c, b)
+    be.b.handler = handle
+    p = portico(conf(be, "proxy_cache_revalidate on;", valid="proxy_cache_valid 200 1s;"))
+    assert status_of(get(p)) == "MISS"
+    time.sleep(1.3)
+    r = get(p)
+    assert r.status == 200 and r.body == b"rev" and status_of(r) == "REVALIDATED"
+    assert be.b.last.header("if-modified-since") == "Mon, 02 Jan 2023 00:00:00 GMT"
+    r = get(p)
+    assert status_of(r) == "HIT"
+    assert be.hits == 2
+
+
+def test_client_conditionals_not_sent_upstream(portico, backends):
+    be = Counting(backends, headers={"ETag": '"abc"'})
+    p = portico(conf(be))
+    r = get(p, headers={"If-None-Match": '"abc"', "Range": "bytes=0-1"})
+    assert r.status == 200 and r.body == b"hello"
+    assert be.b.last.header("if-none-match") is None
+    assert be.b.last.header("range") is None
+    # from the cache: a matching If-None-Match gets a 304
+    r = get(p, headers={"If-None-Match": '"abc"'})
+    assert r.status == 304 and status_of(r) == "HIT"
+
+
+def test_large_body_intact(portico, backends):
+    big = bytes(range(256)) * (5 * 1024 * 1024 // 256)
+    be = Counting(backends, body=big)
+    p = portico(conf(be))
+    r = get(p, timeout=20)
+    assert r.status == 200 and status_of(r) == "MISS" and r.body == big
+    r = get(p, timeout=20)
+    assert r.status == 200 and status_of(r) == "HIT" and r.body == big
+    assert be.hits == 1
+
+
+def test_chunked_backend_cached(portico, backends):
+    def h(req, c, b):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        return None
+    be = backends(h)
+    p = portico(conf(be))
+    r = get(p)
+    assert r.body == b"hello world" and status_of(r) == "MISS"
+    r = get(p)
+    assert r.body == b"hello world" and status_of(r) == "HIT"
+    assert r.headers.get("Content-Length") == "11"
+
+
+def test_truncated_response_not_cached(portico, backends):
+    def h(req, c, b):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 40)
+        c.close()
+        return None
+    be = backends(h)
+    p = portico(conf(be))
+    raw_request(p.port, b"GET /api/public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                timeout=3)
+    time.sleep(0.2)
+    left = [f for f in glob.glob(p.prefix + "/cache/**", recursive=True) if os.path.isfile(f)]
+    assert left == []
+
+
+def test_survives_reload(portico, backends):
+    be = Counting(backends)
+    text = conf(be)
+    p = portico(text)
+    assert status_of(get(p)) == "MISS"
+    assert status_of(get(p)) == "HIT"
+    p.reload(text)
+    time.sleep(0.3)
+    assert status_of(get(p)) == "HIT"
+    assert be.hits == 1
+
+
+def test_two_workers_share_the_zone(portico, backends):
+    be = Counting(backends)
+    p = portico(conf(be), workers=2)
+    assert status_of(get(p)) == "MISS"
+    # new connections land on either worker: all hits
+    for _ in range(12):
+        assert status_of(get(p)) == "HIT"
+    assert be.hits == 1
+
+
+def test_loader_indexes_files_at_start(portico, backends, tmp_path):
+    be = Counting(backends)
+    p = portico(conf(be))
+    assert status_of(get(p)) == "MISS"
+    p.stop()
+    # a new server on the same directory finds the entry
+    be2 = Counting(backends)
+    text = conf(be2).replace("@PREFIX@/cache", p.prefix + "/cache")
+    q = portico(text)
+    time.sleep(0.5)
+    # the key ($host is 127.0.0.1 for both) finds the file of the first run
+    r = http_get(q.url(path="/api/public/x"))
+    assert r.status == 200 and status_of(r) == "HIT"
+    assert be2.hits == 0
+    assert "1 entries loaded" in q.error_log()
+
+
+def test_inactive_removes_entries(portico, backends):
+    be = Counting(backends)
+    p = portico(conf(be, path_extra="").replace("inactive=60m", "inactive=1s"))
+    assert status_of(get(p)) == "MISS"
+    files = [f for f in glob.glob(p.prefix + "/cache/*/*/*")]
+    assert len(files) == 1
+    time.sleep(3.5)
+    assert not os.path.exists(files[0])
+    assert status_of(get(p)) == "MISS"
+
+
+def test_conf_errors(portico, tmp_path):
+    from conftest import conf_test
+    rc, out, err, _ = conf_test(tmp_path, """
+        events {}
+        http { server { listen 127.0.0.1:8080; location / { proxy_cache nope; proxy_pass http://127.0.0.1:1; } } }""")
+    assert rc != 0 and '"proxy_cache" zone "nope" is unknown' in err
+    rc, out, err, _ = conf_test(tmp_path, """
+        events {}
+        http { proxy_cache_path @PREFIX@/c levels=3:2 keys_zone=z:10m; }""")
+    assert rc != 0 and 'invalid "levels"' in err
+    rc, out, err, _ = conf_test(tmp_path, """
+        events {}
+        http { proxy_cache_path @PREFIX@/c levels=1:2; }""")
+    assert rc != 0 and 'must have "keys_zone" parameter' in err
+    rc, out, err, _ = conf_test(tmp_path, """
+        events {}
+        http { proxy_cache_path @PREFIX@/c keys_zone=z:10m bogus=1; }""")
+    assert rc != 0 and 'invalid parameter "bogus=1"' in err
