@@ -15,6 +15,7 @@
  * records and the request's pool, which is freed when the tunnel ends and the
  * request is logged). */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -33,6 +34,7 @@ typedef struct {
     pt_upstream_t *u;
     pt_conn_t *client, *upstream;
     int64_t    bytes_down;     /* upstream -> client, for $bytes_sent */
+    pt_event_t close_ev;       /* closes the connections after the request ended */
     dir_t      up;             /* client -> upstream */
     dir_t      down;           /* upstream -> client */
     int64_t    read_timeout, send_timeout, client_send_timeout;
@@ -40,6 +42,18 @@ typedef struct {
     unsigned   closed:1;
 } tunnel_t;
 
+static void on_close_ev(pt_event_t *ev)
+{
+    tunnel_t *t = ev->data;
+    pt_conn_close(t->client);
+    pt_conn_close(t->upstream);
+    pt_loop_defer_free(free, t);
+}
+
+/* Ends the tunnel: the request first (its log line; the protocol layer frees
+ * it from a posted event), then, from a posted event of our own, the two
+ * connections, so that a worker waiting for its last connections to go
+ * (graceful stop) does not exit before the request is freed. */
 static void tunnel_close(tunnel_t *t)
 {
     if (t->closed)
@@ -48,14 +62,20 @@ static void tunnel_close(tunnel_t *t)
     pt_buf_put(t->up.buf);
     pt_buf_put(t->down.buf);
     t->up.buf = t->down.buf = NULL;
-    pt_conn_close(t->client);
-    pt_conn_close(t->upstream);
-    pt_loop_defer_free(free, t);
-    /* the request ends with the tunnel: log line, pool */
+    pt_timer_del(&t->client->io.read);
+    pt_timer_del(&t->client->io.write);
+    pt_timer_del(&t->upstream->io.read);
+    pt_timer_del(&t->upstream->io.write);
+
     pt_upstream_t *u = t->u;
     u->r->bytes_sent += t->bytes_down;
     u->tunnel = NULL;
     pt__upstream_finalize(u, PT_OK);
+
+    t->close_ev.handler = on_close_ev;
+    t->close_ev.data = t;
+    t->close_ev.timer_index = SIZE_MAX;
+    pt_event_post(&t->close_ev);
 }
 
 /* Moves bytes in one direction until nothing more can move. Returns 0, or
