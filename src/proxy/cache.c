@@ -56,6 +56,7 @@
  * (a weak reference here), else nothing is ignored. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -72,6 +73,7 @@
 #include "../http/variables.h"
 
 extern pt_module_t pt_http_proxy_cache_module;
+extern pt_module_t pt_core_module;           /* its conf: pt_core_conf_t (cycle.h) */
 
 /* proxy_ignore_headers of the proxy module, when it exports it (bits as its
  * table: X-Accel-Expires 0x02, Expires 0x20, Cache-Control 0x40,
@@ -179,6 +181,7 @@ typedef struct {
     unsigned           swapped:1;       /* the error/304 response was replaced */
     unsigned           body_sent:1;     /* the swapped-in body went out */
     unsigned           waiting:1;
+    unsigned           other_variant:1; /* the entry is another Vary variant */
 } cache_ctx_t;
 
 static pt_http_header_filter_cb next_header_filter;
@@ -276,11 +279,72 @@ static char *head_line(char *p, char tag, const pt_str_t *a, const pt_str_t *b)
     return p;
 }
 
-static int serialize_head(pt_http_request_t *r, pt_str_t *out)
+/* Calls fn for each header name listed in the Vary headers of vary_list
+ * (the backend's response headers). */
+static void each_vary_name(pt_array_t *vary_list, void (*fn)(void *, const pt_str_t *),
+                           void *data)
+{
+    pt_http_header_t *h = vary_list->elts;
+    for (size_t i = 0; i < vary_list->nelts; i++) {
+        if (!pt_str_caseeq_lit(&h[i].name, "vary"))
+            continue;
+        const char *p = h[i].value.data, *end = p + h[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *st = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if (p > st) {
+                pt_str_t name = { (size_t) (p - st), (char *) st };
+                fn(data, &name);
+            }
+        }
+    }
+}
+
+typedef struct {
+    pt_http_request_t *r;
+    size_t             len;
+    char              *q;
+} vary_out_t;
+
+static pt_str_t request_value(pt_http_request_t *r, const pt_str_t *name)
+{
+    pt_http_header_t *h = pt_http_header_find(&r->headers_in.list, name->data, name->len);
+    pt_str_t v = pt_null_string;
+    if (h)
+        v = h->value;
+    return v;
+}
+
+static void vary_len(void *data, const pt_str_t *name)
+{
+    vary_out_t *vo = data;
+    pt_str_t v = request_value(vo->r, name);
+    vo->len += head_line_len(name, &v);
+}
+
+static void vary_write(void *data, const pt_str_t *name)
+{
+    vary_out_t *vo = data;
+    pt_str_t v = request_value(vo->r, name);
+    vo->q = head_line(vo->q, 'R', name, &v);
+}
+
+/* The head to store; with "R" records for the request headers the response
+ * varies by (their values now), so a request with other values is not
+ * answered with this variant. */
+static int serialize_head(pt_http_request_t *r, pt_array_t *vary_list, pt_str_t *out)
 {
     pt_http_headers_out_t *ho = &r->headers_out;
     pt_http_header_t *h = ho->list.elts;
     size_t len = 0;
+    vary_out_t vo = { r, 0, NULL };
+
+    if (vary_list)
+        each_vary_name(vary_list, vary_len, &vo);
+    len += vo.len;
 
     len += head_line_len(&ho->status_line, NULL);
     len += head_line_len(&ho->content_type, NULL);
@@ -308,6 +372,11 @@ static int serialize_head(pt_http_request_t *r, pt_str_t *out)
     for (size_t i = 0; i < ho->list.nelts; i++)
         if (!h[i].deleted)
             q = head_line(q, 'H', &h[i].name, &h[i].value);
+    if (vary_list) {
+        vo.q = q;
+        each_vary_name(vary_list, vary_write, &vo);
+        q = vo.q;
+    }
     out->data = p;
     out->len = (size_t) (q - p);
     return 0;
@@ -377,6 +446,8 @@ static int apply_head(pt_http_request_t *r, int status, char *head, size_t len, 
             if ((ho->date = standalone(r, "Date", v, vlen)) == NULL)
                 return -1;
             break;
+        case 'R':
+            break;
         case 'H': {
             char *colon = memchr(v, ':', vlen);
             if (colon == NULL || colon + 2 > nl)
@@ -417,6 +488,29 @@ static const char *head_find(const char *head, size_t len, const char *name, siz
         p = e + 1;
     }
     return NULL;
+}
+
+/* Do the request's headers match the variant stored ("R" records)? */
+static int variant_matches(pt_http_request_t *r, const char *head, size_t len)
+{
+    const char *p = head, *end = head + len;
+    while (p < end) {
+        const char *e = memchr(p, '\n', (size_t) (end - p));
+        if (e == NULL)
+            return 0;
+        if (*p == 'R') {
+            const char *colon = memchr(p, ':', (size_t) (e - p));
+            if (colon == NULL || colon + 2 > e)
+                return 0;
+            pt_str_t name = { (size_t) (colon - p - 1), (char *) p + 1 };
+            pt_str_t want = { (size_t) (e - colon - 2), (char *) colon + 2 };
+            pt_str_t have = request_value(r, &name);
+            if (!pt_str_eq(&have, &want))
+                return 0;
+        }
+        p = e + 1;
+    }
+    return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -629,6 +723,11 @@ static int serve_entry(cache_ctx_t *ctx)
         pt_cache_invalidate(ctx->cache, ctx->md5);
         return PT_DECLINED;
     }
+    if (!variant_matches(r, e.head, e.h.head_len)) {
+        close(e.fd);
+        ctx->other_variant = 1;
+        return PT_DECLINED;             /* fetched and stored as this variant */
+    }
     ctx->fd = e.fd;
     ctx->serving = 1;
     if (apply_head(r, e.h.status, e.head, e.h.head_len, e.h.body_len) != 0) {
@@ -728,6 +827,8 @@ static void add_revalidation(cache_ctx_t *ctx)
     if (entry_open(ctx, &e) != 0)
         return;
     close(e.fd);
+    if (!variant_matches(r, e.head, e.h.head_len))
+        return;
     const char *lm = head_find(e.head, e.h.head_len, "Last-Modified", &lml);
     const char *et = head_find(e.head, e.h.head_len, "ETag", &etl);
     if (lm == NULL && et == NULL)
@@ -860,14 +961,16 @@ static int route(cache_ctx_t *ctx)
         int rc = serve_entry(ctx);
         if (rc != PT_DECLINED)
             return rc;
-        /* the file was bad: a miss */
-        lk.exists = 0;
-        lk.fresh = 0;
-        if (!ctx->locked && pt_cache_lookup(ctx->cache, ctx->md5, now_ms, 1, conf->lock_age,
-                                            1, &lk) == 0) {
+        /* the file was bad (forgotten now: the lookup may lock it) or is
+         * another variant (fetched and stored as this one): a miss */
+        if (!ctx->other_variant && !ctx->locked
+            && pt_cache_lookup(ctx->cache, ctx->md5, now_ms, 1, conf->lock_age, 1, &lk) == 0) {
             ctx->locked = lk.locked;
             ctx->lock_id = lk.lock_id;
         }
+        lk.exists = 0;
+        lk.fresh = 0;
+        lk.others_fill = lk.others_fill && !ctx->other_variant;
     }
 
     if (lk.exists && lk.others_fill && (conf->use_stale & STALE_UPDATING)) {
@@ -1125,7 +1228,9 @@ static int start_file(cache_ctx_t *ctx, int64_t valid)
     pt_str_t head;
     char hex[33];
 
-    if (serialize_head(r, &head) != 0)
+    pt_upstream_t *u = r->upstream;
+    unsigned ign = pt_proxy_ignore_headers ? pt_proxy_ignore_headers(r) : 0;
+    if (serialize_head(r, (ign & IGN_VARY) ? NULL : &u->headers_in.headers, &head) != 0)
         return -1;
     if (pt_cache_mkdirs(ctx->file_name, ctx->dir_len) != 0) {
         pt_log_error(PT_LOG_CRIT, req_log(r), errno, "mkdir() \"%.*s\" failed",
@@ -1203,6 +1308,10 @@ static int swap_in_entry(cache_ctx_t *ctx, int new_status, int64_t revalid)
 
     if (entry_open(ctx, &e) != 0)
         return -1;
+    if (!variant_matches(r, e.head, e.h.head_len)) {
+        close(e.fd);
+        return -1;
+    }
     if (e.h.body_len > 0) {
         /* the mapping starts at a page boundary */
         long pg = sysconf(_SC_PAGESIZE);
@@ -1315,7 +1424,7 @@ static int cache_header_filter(pt_http_request_t *r)
         return next_header_filter(r);
 
     int64_t valid = 0;
-    if (!r->err_status && u != NULL && u->header_done && !u->upgrade
+    if (!r->err_status && u != NULL && u->header_done && !u->upgrade && u->buffering
         && r->headers_out.status != 206 && r->headers_out.status != 304
         && !(r->method & PT_HTTP_HEAD && !ctx->was_head)) {
         valid = response_validity(r, ctx->conf, u, r->headers_out.status);
@@ -1426,6 +1535,24 @@ static int cache_preconf(pt_conf_t *cf)
 /* ------------------------------------------------------------------------ */
 /* Configuration */
 
+/* A master running as root hands the directory to the workers' user. */
+static void chown_path(pt_cache_t *c)
+{
+    if (geteuid() != 0 || c->cycle->core_conf == NULL)
+        return;
+    pt_core_conf_t *ccf = c->cycle->core_conf[pt_core_module.index];
+    if (ccf == NULL || ccf->user.data == NULL)
+        return;
+    struct passwd *pw = getpwnam(ccf->user.data);
+    if (pw == NULL || pw->pw_uid == 0)
+        return;
+    struct stat st;
+    if (stat(c->path.data, &st) == 0 && st.st_uid != pw->pw_uid
+        && chown(c->path.data, pw->pw_uid, (gid_t) -1) != 0)
+        pt_log_error(PT_LOG_EMERG, c->cycle->log, errno, "chown(\"%s\", %d) failed",
+                     c->path.data, (int) pw->pw_uid);
+}
+
 static int zone_init(pt_shm_zone_t *shm, void *old_data)
 {
     pt_cache_t *c = shm->data;
@@ -1445,6 +1572,7 @@ static int zone_init(pt_shm_zone_t *shm, void *old_data)
         pt_log_error(PT_LOG_EMERG, c->cycle->log, errno, "mkdir() \"%s\" failed", c->path.data);
         return -1;
     }
+    chown_path(c);
     return pt_cache_zone_init(c, sp, oc ? sp->data : NULL);
 }
 

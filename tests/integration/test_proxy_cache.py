@@ -470,3 +470,45 @@ def test_conf_errors(portico, tmp_path):
         events {}
         http { proxy_cache_path @PREFIX@/c keys_zone=z:10m bogus=1; }""")
     assert rc != 0 and 'invalid parameter "bogus=1"' in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start workers as nobody")
+def test_workers_as_nobody_can_write(portico, backends):
+    import pwd
+    import shutil
+    import tempfile
+    be = Counting(backends)
+    top = tempfile.mkdtemp(prefix="ptc-")
+    os.chmod(top, 0o755)
+    try:
+        text = "user nobody;\n" + conf(be).replace("@PREFIX@/cache", top + "/c")
+        p = portico(text)
+        assert status_of(get(p)) == "MISS"
+        assert status_of(get(p)) == "HIT"
+        assert os.stat(top + "/c").st_uid == pwd.getpwnam("nobody").pw_uid
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_vary_variants(portico, backends):
+    def body(req, n):
+        return ("enc=%s" % (req.header("accept-encoding") or "-")).encode()
+    be = Counting(backends, body=body, headers={"Vary": "Accept-Encoding"})
+    p = portico(conf(be))
+    r = get(p, headers={"Accept-Encoding": "gzip"})
+    assert r.body == b"enc=gzip" and status_of(r) == "MISS"
+    r = get(p, headers={"Accept-Encoding": "gzip"})
+    assert r.body == b"enc=gzip" and status_of(r) == "HIT"
+    # another variant is never answered with the stored one
+    r = get(p)
+    assert r.body == b"enc=-" and status_of(r) == "MISS"
+    r = get(p)
+    assert r.body == b"enc=-" and status_of(r) == "HIT"
+
+
+def test_unbuffered_not_cached(portico, backends):
+    # (X-Accel-Buffering: no should do the same once the proxy honours it:
+    # it is among the hidden headers, which process_header skips first)
+    p2 = portico(conf(Counting(backends), "proxy_buffering off;"))
+    assert status_of(get(p2)) == "MISS"
+    assert status_of(get(p2)) == "MISS"
