@@ -1980,6 +1980,11 @@ static void start_linger(h1_conn_t *h, int64_t lingering_time)
     }
     if (c->io.write.timer_set)
         pt_timer_del(&c->io.write);
+    if (c->on_close) {            /* TLS: close_notify before the FIN */
+        void (*fn)(pt_conn_t *) = c->on_close;
+        c->on_close = NULL;
+        fn(c);
+    }
     if (shutdown(c->io.fd, SHUT_WR) != 0) {
         close_conn(h);
         return;

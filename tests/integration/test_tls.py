@@ -542,3 +542,15 @@ def test_handshake_timeout_and_garbage(portico, pki):
     assert s.recv(10) == b""        # closed at client_header_timeout
     s.close()
     assert tls_get(p.port, pki)[0] == 200
+
+
+def test_close_notify_before_close(portico, pki):
+    """A response delimited by the close ends with TLS close_notify, so an
+    OpenSSL 3 client does not see "unexpected eof" (lingering close too)."""
+    p = portico(basic(pki, srv="lingering_close always;"))
+    out = s_client(p.port, "-tls1_3")
+    assert "s=https" in out
+    assert "unexpected eof" not in out
+    p2 = portico(basic(pki))
+    out = s_client(p2.port, "-tls1_2")
+    assert "s=https" in out and "unexpected eof" not in out
