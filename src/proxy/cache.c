@@ -46,12 +46,17 @@
  *     stored body is sent at once: from an mmap(2) of the file, as reference
  *     buffers (no copy, page cache memory, unmapped with the request).
  *
- * Not done (nginx has them): variants by Vary (a response with Vary is
- * cached under its key alone, "Vary: *" is not cached), byte ranges of a
- * cached response (a Range request gets the whole entry: 200),
+ * A HIT answers If-None-Match / If-Modified-Since (304) and one byte range
+ * (206, If-Range; several ranges get the whole entry). A response with Vary
+ * is stored with the values of the request headers it names: a request with
+ * other values is a MISS that replaces the entry (nginx keeps one file per
+ * variant); "Vary: *" is not stored.
+ *
+ * Not done (nginx has them): a file per Vary variant, multipart ranges,
  * proxy_cache_background_update (accepted; the refreshing request waits for
  * the backend as with it off), the purger, min_free, loader/manager
- * thresholds (accepted). proxy_ignore_headers is the proxy's directive: its
+ * thresholds (accepted); the loader walks the directory in one go in the
+ * worker that holds the manager lease, at its first tick. proxy_ignore_headers is the proxy's directive: its
  * setting reaches the cache when the proxy exports pt_proxy_ignore_headers()
  * (a weak reference here), else nothing is ignored. */
 #include <errno.h>
@@ -710,6 +715,76 @@ static int not_modified(pt_http_request_t *r)
     return 304;
 }
 
+/* One byte range of a stored 200 ("bytes=a-b", "bytes=a-", "bytes=-n"),
+ * honouring If-Range and max_ranges: sets 206, Content-Range and the slice
+ * [*from, *to). Returns 0 (the whole entry, or the range set up), or 416
+ * (Content-Range "bytes * /size" set). Several ranges get the whole entry. */
+static int byte_range(pt_http_request_t *r, int64_t size, int64_t *from, int64_t *to)
+{
+    pt_http_headers_out_t *ho = &r->headers_out;
+    pt_http_header_t *h = pt_http_header_find(&r->headers_in.list, "Range", 5);
+    char buf[80];
+
+    if (h == NULL || ho->status != 200 || clcf_of(r)->max_ranges == 0 || size == 0)
+        return 0;
+    const char *p = h->value.data, *end = p + h->value.len;
+    if (h->value.len < 7 || pt_strncasecmp(p, "bytes=", 6) != 0 || memchr(p, ',', h->value.len))
+        return 0;
+    pt_http_header_t *ir = pt_http_header_find(&r->headers_in.list, "If-Range", 8);
+    if (ir) {
+        pt_http_header_t *v = pt_http_header_find(&ho->list, ir->value.len && (ir->value.data[0] == '"'
+                                                  || ir->value.data[0] == 'W')
+                                                  ? "ETag" : "Last-Modified",
+                                                  ir->value.len && (ir->value.data[0] == '"'
+                                                  || ir->value.data[0] == 'W') ? 4 : 13);
+        if (v == NULL || !pt_str_eq(&v->value, &ir->value))
+            return 0;
+    }
+    p += 6;
+    int64_t a = -1, b = -1;
+    while (p < end && *p == ' ')
+        p++;
+    if (p < end && *p >= '0' && *p <= '9') {
+        a = 0;
+        while (p < end && *p >= '0' && *p <= '9' && a < INT64_MAX / 10 - 10)
+            a = a * 10 + (*p++ - '0');
+    }
+    if (p == end || *p++ != '-')
+        return 416;
+    if (p < end && *p >= '0' && *p <= '9') {
+        b = 0;
+        while (p < end && *p >= '0' && *p <= '9' && b < INT64_MAX / 10 - 10)
+            b = b * 10 + (*p++ - '0');
+    }
+    while (p < end && *p == ' ')
+        p++;
+    if (p != end || (a < 0 && b < 0))
+        return 416;
+    if (a < 0) {                        /* the last b bytes */
+        a = b >= size ? 0 : size - b;
+        b = size;
+    } else {
+        if (a > b && b >= 0)
+            return 416;
+        b = (b < 0 || b >= size) ? size : b + 1;
+    }
+    if (a >= size || a >= b) {
+        int n = snprintf(buf, sizeof(buf), "bytes */%lld", (long long) size);
+        pt_http_header_add(r, &ho->list, "Content-Range", 13, buf, (size_t) n);
+        return 416;
+    }
+    int n = snprintf(buf, sizeof(buf), "bytes %lld-%lld/%lld", (long long) a,
+                     (long long) (b - 1), (long long) size);
+    if (pt_http_header_add(r, &ho->list, "Content-Range", 13, buf, (size_t) n) == NULL)
+        return 0;
+    ho->status = 206;
+    ho->status_line.len = 0;
+    ho->content_length_n = b - a;
+    *from = a;
+    *to = b;
+    return 0;
+}
+
 /* Serves the entry from the file. Returns what the PRECONTENT handler
  * returns: PT_DONE (sent or in progress), PT_DECLINED (the file is unusable:
  * go to the backend), or an error to finalize with. */
@@ -755,15 +830,24 @@ static int serve_entry(cache_ctx_t *ctx)
         return PT_DONE;
     }
 
+    int64_t from = 0, to = e.h.body_len;
+    rc = byte_range(r, e.h.body_len, &from, &to);
+    if (rc == 416) {
+        close(ctx->fd);
+        ctx->fd = -1;
+        ctx->serving = 0;
+        r->headers_out.content_length_n = -1;
+        return 416;
+    }
     if (pt_http_send_header(r) == PT_ERROR)
         return PT_ERROR;
-    if (r->header_only || e.h.body_len == 0) {
+    if (r->header_only || to == from) {
         rc = send_empty_last(r);
         pt_http_finalize_request(r, rc);
         return PT_DONE;
     }
-    ctx->offset = e.body_off;
-    ctx->end = e.body_off + e.h.body_len;
+    ctx->offset = e.body_off + from;
+    ctx->end = e.body_off + to;
     rc = send_chunks(ctx);
     if (rc != PT_AGAIN)
         pt_http_finalize_request(r, rc);

@@ -512,3 +512,52 @@ def test_unbuffered_not_cached(portico, backends):
     p2 = portico(conf(Counting(backends), "proxy_buffering off;"))
     assert status_of(get(p2)) == "MISS"
     assert status_of(get(p2)) == "MISS"
+
+
+def test_http2_hit_and_lock(portico, backends):
+    import subprocess
+    big = b"z" * (300 * 1024)
+    be = Counting(backends, body=big, delay=0.3)
+    text = conf(be, "proxy_cache_lock on;").replace(
+        "listen 127.0.0.1:@PORT@;", "listen 127.0.0.1:@PORT@; listen 127.0.0.1:@PORT2@ http2;")
+    p = portico(text)
+    url = "http://127.0.0.1:%d/api/public/h2" % p.ports["PORT2"]
+
+    def fetch(_):
+        # one connection each (several streams on one connection after a large
+        # proxied body is a separate HTTP/2 matter)
+        out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "-o",
+                              "/dev/null", "-w", "|%{size_download}", url],
+                             capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.decode()
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        outs = list(ex.map(fetch, range(4)))
+    assert all(o.startswith("HTTP/2 200") and o.endswith("|%d" % len(big)) for o in outs), outs
+    sts = sorted(o.lower().split("x-cache-status: ")[1].split()[0] for o in outs)
+    assert sts == ["hit", "hit", "hit", "miss"]
+    assert be.hits == 1
+    o = fetch(0)
+    assert "x-cache-status: HIT" in o
+
+
+def test_ranges_from_the_cache(portico, backends):
+    be = Counting(backends, body=b"0123456789", headers={"ETag": '"r1"'})
+    p = portico(conf(be))
+    r = get(p, headers={"Range": "bytes=2-4"})
+    # filled with the whole response (the Range is not sent upstream)
+    assert be.b.last.header("range") is None
+    r = get(p, headers={"Range": "bytes=2-4"})
+    assert r.status == 206 and r.body == b"234" and status_of(r) == "HIT"
+    assert r.headers.get("Content-Range") == "bytes 2-4/10"
+    r = get(p, headers={"Range": "bytes=-3"})
+    assert r.status == 206 and r.body == b"789"
+    r = get(p, headers={"Range": "bytes=7-"})
+    assert r.status == 206 and r.body == b"789"
+    r = get(p, headers={"Range": "bytes=20-30"})
+    assert r.status == 416 and r.headers.get("Content-Range") == "bytes */10"
+    r = get(p, headers={"Range": "bytes=2-4", "If-Range": '"other"'})
+    assert r.status == 200 and r.body == b"0123456789"
+    r = get(p, headers={"Range": "bytes=2-4", "If-Range": '"r1"'})
+    assert r.status == 206 and r.body == b"234"
+    assert be.hits == 1
