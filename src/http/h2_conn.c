@@ -159,6 +159,7 @@ struct h2_conn_s {
     unsigned                 empty_frames;
     int32_t                  last_stream_id;
     pt_event_t               done_ev;    /* posted: process pending work */
+    unsigned                 stat;       /* stub_status: 0 none, 2 writing, 3 waiting */
     unsigned                 in_recv:1;
     unsigned                 goaway:1;      /* final GOAWAY submitted */
     unsigned                 notice:1;      /* shutdown notice + PING sent */
@@ -189,6 +190,20 @@ static const pt_http_proto_t h2_proto = {
 };
 
 static char in_buf[IN_SIZE];
+
+/* stub_status counters: an idle connection is waiting, a busy one writing. */
+static void stat_set(h2_conn_t *h2c, unsigned st)
+{
+    if (h2c->stat == 2 && pt_conn_stats.writing)
+        pt_conn_stats.writing--;
+    else if (h2c->stat == 3 && pt_conn_stats.waiting)
+        pt_conn_stats.waiting--;
+    if (st == 2)
+        pt_conn_stats.writing++;
+    else if (st == 3)
+        pt_conn_stats.waiting++;
+    h2c->stat = st;
+}
 
 static h2_conf_t *h2conf(pt_http_core_srv_conf_t *cscf)
 {
@@ -361,6 +376,8 @@ static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
         h2c->streams->prev = s;
     h2c->streams = s;
     h2c->nstreams++;
+    if (h2c->stat != 2)
+        stat_set(h2c, 2);
     h2c->c->requests++;
     pt_conn_stats.requests++;
     return s;
@@ -1277,6 +1294,7 @@ static void h2_close(h2_conn_t *h2c)
     if (h2c->dead)
         return;
     h2c->dead = 1;
+    stat_set(h2c, 0);
     if (h2c->done_ev.posted)
         pt_event_unpost(&h2c->done_ev);
     /* requests still running end now (their cleanups run) */
@@ -1342,6 +1360,7 @@ static void h2_check(h2_conn_t *h2c)
     }
     /* idle: keepalive_timeout, reclaimable; busy: no read timer (streams
      * have their own handlers' timers) */
+    stat_set(h2c, h2c->nstreams ? 2 : 3);
     if (h2c->notice && !h2c->goaway) {
         pt_conn_reusable(c, 0);
         pt_timer_add(&c->io.read, 1000);
