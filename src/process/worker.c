@@ -298,6 +298,9 @@ static void worker_loop(pt_cycle_t *cycle, int single)
 
         if (exiting) {
             if (pt_conn_active_count() == 0) {
+                /* one last non-blocking turn: requests freed by posted
+                 * events and deferred frees of the last close run now */
+                (void) pt_loop_once(0);
                 pt_log_error(PT_LOG_NOTICE, cycle->log, 0, "exiting");
                 return;
             }
