@@ -157,6 +157,8 @@ struct h2_conn_s {
     unsigned                 resets;     /* streams reset by the client this second */
     int64_t                  reset_window;
     unsigned                 empty_frames;
+    unsigned                 control;    /* PING/SETTINGS/PRIORITY frames this second */
+    int64_t                  control_window;
     int32_t                  last_stream_id;
     pt_event_t               done_ev;    /* posted: process pending work */
     unsigned                 stat;       /* stub_status: 0 none, 2 writing, 3 waiting */
@@ -582,6 +584,20 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     h2_conn_t *h2c = user;
     h2_stream_t *s;
 
+    if ((frame->hd.type == NGHTTP2_PING || frame->hd.type == NGHTTP2_SETTINGS
+         || frame->hd.type == NGHTTP2_PRIORITY) && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+        /* control frames cost us work (and an ACK) for free: a client
+         * needs a handful per second, never a thousand */
+        if (pt_current_msec - h2c->control_window > 1000) {
+            h2c->control_window = pt_current_msec;
+            h2c->control = 0;
+        }
+        if (++h2c->control > 1000) {
+            pt_log_error(PT_LOG_INFO, &h2c->c->log, 0, "client sent too many control frames");
+            nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
+            return 0;
+        }
+    }
     switch (frame->hd.type) {
     case NGHTTP2_DATA:
         if (frame->hd.length == 0 && !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)

@@ -429,6 +429,14 @@ def test_ping_flood_does_not_hurt_others(portico, cert, files):
         pass
     rc, out, err = curl("--http2-prior-knowledge", "http://127.0.0.1:%d/ok" % p.ports["PORT2"])
     assert out.startswith(b"proto=HTTP/2.0")
+    assert _read_goaway(s) == 11      # ENHANCE_YOUR_CALM
+    s.close()
+    s = socket.create_connection(("127.0.0.1", p.ports["PORT2"]))
+    try:
+        s.sendall(PREFACE + _frame(4, 0, 0, b"") + _frame(4, 0, 0, b"\0\3\0\0\0\x10") * 5000)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert _read_goaway(s) == 11      # SETTINGS flood
     s.close()
 
 
