@@ -416,12 +416,46 @@ def test_survives_reload(portico, backends):
 
 def test_two_workers_share_the_zone(portico, backends):
     be = Counting(backends)
-    p = portico(conf(be), workers=2)
+    p = portico(conf(be, "add_header X-Pid $pid always;"), workers=2)
     assert status_of(get(p)) == "MISS"
-    # new connections land on either worker: all hits
-    for _ in range(12):
-        assert status_of(get(p)) == "HIT"
+    # new connections land on either worker: all hits, from both
+    pids = set()
+    for _ in range(60):
+        r = get(p)
+        assert status_of(r) == "HIT"
+        pids.add(r.headers.get("X-Pid"))
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2
     assert be.hits == 1
+
+
+def test_cache_lock_across_workers(portico, backends):
+    be = Counting(backends, body=b"locked", delay=0.8)
+    p = portico(conf(be, "proxy_cache_lock on;"), workers=2)
+    with concurrent.futures.ThreadPoolExecutor(10) as ex:
+        res = list(ex.map(lambda i: get(p, timeout=10), range(10)))
+    assert all(r.status == 200 and r.body == b"locked" for r in res)
+    assert be.hits == 1
+
+
+def test_use_stale_timeout(portico, backends):
+    be = Counting(backends, body=b"before")
+    p = portico(conf(be, "proxy_cache_use_stale timeout; proxy_read_timeout 300ms;",
+                     valid="proxy_cache_valid 200 1s;"))
+    assert get(p).body == b"before"
+    time.sleep(1.3)
+    be.delay = 1.0
+    r = get(p)
+    assert r.status == 200 and r.body == b"before" and status_of(r) == "STALE"
+    # "error" alone does not cover a timeout
+    p2 = portico(conf(be, "proxy_cache_use_stale error; proxy_read_timeout 300ms;",
+                      valid="proxy_cache_valid 200 1s;"))
+    be.delay = 0
+    get(p2)
+    time.sleep(1.3)
+    be.delay = 1.0
+    assert get(p2).status == 504
 
 
 def test_loader_indexes_files_at_start(portico, backends, tmp_path):
@@ -561,3 +595,23 @@ def test_ranges_from_the_cache(portico, backends):
     r = get(p, headers={"Range": "bytes=2-4", "If-Range": '"r1"'})
     assert r.status == 206 and r.body == b"234"
     assert be.hits == 1
+
+
+def test_min_uses_methods_convert_head(portico, backends):
+    be = Counting(backends, body=lambda req, n: ("%s %d" % (req.method, n)).encode())
+    p = portico(conf(be, "proxy_cache_min_uses 2; proxy_cache_methods POST;"
+                         " proxy_cache_convert_head off;"))
+    assert status_of(get(p)) == "MISS"
+    assert status_of(get(p)) == "MISS"          # the second use stores it
+    r = get(p)
+    assert status_of(r) == "HIT" and r.body == b"GET 2"
+    # POST is cacheable here (its own key: the method is in it)
+    for _ in range(2):
+        get(p, method="POST", body=b"x")
+    r = get(p, method="POST", body=b"x")
+    assert status_of(r) == "HIT" and r.body == b"POST 4"
+    # convert_head off: the backend sees HEAD and nothing is stored
+    r = get(p, method="HEAD")
+    assert be.b.last.method == "HEAD"
+    get(p, method="HEAD")
+    assert status_of(get(p, method="HEAD")) == "MISS"
