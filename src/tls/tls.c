@@ -952,6 +952,19 @@ static int verify_handler(pt_http_request_t *r)
     if (sscf->verify == PT_TLS_VERIFY_OFF)
         return PT_DECLINED;
     ssl = c->ssl;
+    {
+        /* the client certificate was checked against the server SNI named;
+         * a request for another server that verifies clients must not ride
+         * on it (nginx's 421) */
+        tls_conn_t *tc = SSL_get_app_data(ssl);
+        if (tc && !tc->upstream && tc->srv
+            && tc->srv->ctx->srv_conf != r->srv_conf
+            && SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) != NULL) {
+            pt_log_error(PT_LOG_INFO, &c->log, 0, "client attempted to request the server name "
+                         "different from the one that was negotiated");
+            return 421;
+        }
+    }
     rc = SSL_get_verify_result(ssl);
     if (rc != X509_V_OK
         && (sscf->verify != PT_TLS_VERIFY_OPTIONAL_NO_CA

@@ -554,3 +554,31 @@ def test_close_notify_before_close(portico, pki):
     p2 = portico(basic(pki))
     out = s_client(p2.port, "-tls1_2")
     assert "s=https" in out and "unexpected eof" not in out
+
+
+def test_misdirected_request_421(portico, pki):
+    conf = """
+http {
+    server {
+        listen 127.0.0.1:@PORT@ ssl;
+        server_name a.test;
+        ssl_certificate %s; ssl_certificate_key %s;
+        ssl_client_certificate %s; ssl_verify_client on;
+        location / { return 200 "A\\n"; }
+    }
+    server {
+        listen 127.0.0.1:@PORT@ ssl;
+        server_name b.test;
+        ssl_certificate %s; ssl_certificate_key %s;
+        location / { return 200 "B\\n"; }
+    }
+}
+""" % (pki["a-rsa"] + (pki["root"],) + pki["b"])
+    p = portico(conf)
+    # negotiated for b.test (no client certificate), then asks for a.test
+    st, head, body, info = tls_get(p.port, pki, host="a.test", sni="b.test", verify=False)
+    assert st == 421
+    st, _, body, _ = tls_get(p.port, pki, host="a.test", client=pki["client"])
+    assert st == 200 and body == b"A\n"
+    st, _, body, _ = tls_get(p.port, pki, host="b.test")
+    assert st == 200 and body == b"B\n"
