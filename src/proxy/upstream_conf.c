@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "upstream.h"
+#include "balancer.h"
 #include "../http/core.h"
 
 #define UPSTREAM_DEFAULT_KEEPALIVE_REQUESTS 1000
@@ -531,12 +531,6 @@ static const char *ups_num_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *con
     return PT_CONF_OK;
 }
 
-static const char *ups_ignored(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
-{
-    (void) conf;
-    return pt_conf_set_ignored(cf, cmd, NULL);
-}
-
 static const int is_msec = 1;
 
 static const pt_command_t upstream_commands[] = {
@@ -549,8 +543,11 @@ static const pt_command_t upstream_commands[] = {
       offsetof(pt_upstream_group_t, keepalive_time), &is_msec },
     { "keepalive_timeout", PT_CTX_UPS, 0, 1, 1, ups_num_cmd, PT_CONF_BLOCK_DATA,
       offsetof(pt_upstream_group_t, keepalive_timeout), &is_msec },
-    { "resolver", PT_CTX_UPS, 0, 1, PT_ARGS_ANY, ups_ignored, PT_CONF_BLOCK_DATA, 0, NULL },
-    { "resolver_timeout", PT_CTX_UPS, 0, 1, 1, ups_ignored, PT_CONF_BLOCK_DATA, 0, NULL },
+    /* issue 4: resolver.c keeps them for the group's `resolve` servers */
+    { "resolver", PT_CTX_UPS, 0, 1, PT_ARGS_ANY, pt__upstream_resolver_cmd, PT_CONF_BLOCK_DATA,
+      0, NULL },
+    { "resolver_timeout", PT_CTX_UPS, 0, 1, 1, pt__upstream_resolver_timeout_cmd,
+      PT_CONF_BLOCK_DATA, 0, NULL },
     PT_COMMAND_END
 };
 

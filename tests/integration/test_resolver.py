@@ -236,3 +236,22 @@ http {
 }''' % text)
     assert rc != 0
     assert msg in err, err
+
+
+def test_resolver_in_upstream_block(portico, dns, ipbackends):
+    ipbackends("127.0.0.2")
+    dns.answers["app.test"] = ["127.0.0.2"]
+    p = portico('''
+http {
+    upstream app {
+        zone app 256k;
+        resolver 127.0.0.1:%d valid=1s ipv6=off;
+        resolver_timeout 1s;
+        server app.test:%d resolve;
+    }
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / { proxy_pass http://app; }
+    }
+}''' % (dns.port, ipbackends.port))
+    assert wait_for(lambda: set(served(p, 3)) == {"127.0.0.2"})
