@@ -2112,7 +2112,12 @@ static void on_manager_tick(pt_event_t *ev)
                              (int) c->shm->name.len, c->shm->name.data, n, c->path.data);
             }
         }
-        (void) pt_cache_manage(c, now, c->manager_files);
+        /* a full pass (manager_files removed) goes on after manager_sleep */
+        unsigned want = c->manager_files > 64 ? 64 : c->manager_files;
+        if (pt_cache_manage(c, now, want) >= want) {
+            pt_timer_add(&m->ev, c->manager_sleep > 0 ? c->manager_sleep : 1);
+            return;
+        }
     } else {
         m->owner = 0;
     }

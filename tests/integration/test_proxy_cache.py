@@ -615,3 +615,17 @@ def test_min_uses_methods_convert_head(portico, backends):
     assert be.b.last.method == "HEAD"
     get(p, method="HEAD")
     assert status_of(get(p, method="HEAD")) == "MISS"
+
+
+def test_max_size_evicts_least_recent(portico, backends):
+    be = Counting(backends, body=b"b" * 3000)
+    p = portico(conf(be).replace("max_size=1g", "max_size=7k"))
+    for name in ("a", "b", "c"):
+        assert status_of(get(p, path="/api/public/" + name)) == "MISS"
+        time.sleep(0.05)
+    assert status_of(get(p, path="/api/public/a")) == "HIT"   # a is now the most recent
+    time.sleep(2.5)                                             # a manager pass
+    files = [f for f in glob.glob(p.prefix + "/cache/*/*/*")]
+    assert len(files) == 2
+    assert status_of(get(p, path="/api/public/b")) == "MISS"   # b was the least recent
+    assert status_of(get(p, path="/api/public/a")) == "HIT"
