@@ -43,8 +43,10 @@ struct sess_node_s {
 typedef struct {
     sess_node_t  **buckets;
     unsigned       nbuckets;
-    sess_node_t    queue;            /* sentinel: next = oldest */
     uint64_t       stored, evicted;
+    sess_node_t    queue;            /* sentinel: next = oldest (last: sess_node_t
+                                      * ends with a flexible array, which clang
+                                      * accepts only at the end of a struct) */
 } sess_cache_t;
 
 static int tag;                       /* zone owner tag */
