@@ -227,7 +227,7 @@ static int open_temp_file(pt_upstream_t *u)
         dir = path;
     }
     int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0 && dir != (const char *) "/tmp")
+    if (fd < 0 && dir == path)
         fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0)
         pt_log_error(PT_LOG_CRIT, ulog(u), errno, "open() temp file in \"%s\" failed", dir);
