@@ -142,7 +142,7 @@ typedef struct {
     int64_t        max_range_offset;         /* -1 off */
 } cache_conf_t;
 
-typedef struct {
+typedef struct cache_ctx_s {
     pt_http_request_t *r;
     pt_cache_t        *cache;
     cache_conf_t      *conf;
@@ -187,7 +187,50 @@ typedef struct {
     unsigned           body_sent:1;     /* the swapped-in body went out */
     unsigned           waiting:1;
     unsigned           other_variant:1; /* the entry is another Vary variant */
+    unsigned           listed:1;        /* on the stale list */
+    unsigned           redirected:1;    /* found again after error_page */
+    void             **loc_conf;        /* the cached location's confs */
+
+    /* requests that may swap in a stale entry, so that one whose error went
+     * through error_page (an internal redirect clears r->ctx) is found */
+    struct cache_ctx_s *snext, *sprev;
 } cache_ctx_t;
+
+static cache_ctx_t *stale_list;
+
+static void stale_list_add(cache_ctx_t *ctx)
+{
+    if (ctx->listed)
+        return;
+    ctx->listed = 1;
+    ctx->sprev = NULL;
+    ctx->snext = stale_list;
+    if (stale_list)
+        stale_list->sprev = ctx;
+    stale_list = ctx;
+}
+
+static void stale_list_remove(cache_ctx_t *ctx)
+{
+    if (!ctx->listed)
+        return;
+    ctx->listed = 0;
+    if (ctx->sprev)
+        ctx->sprev->snext = ctx->snext;
+    else
+        stale_list = ctx->snext;
+    if (ctx->snext)
+        ctx->snext->sprev = ctx->sprev;
+    ctx->snext = ctx->sprev = NULL;
+}
+
+static cache_ctx_t *stale_list_find(pt_http_request_t *r)
+{
+    for (cache_ctx_t *c = stale_list; c; c = c->snext)
+        if (c->r == r)
+            return c;
+    return NULL;
+}
 
 static pt_http_header_filter_cb next_header_filter;
 static pt_http_body_filter_cb   next_body_filter;
@@ -220,6 +263,7 @@ static void release_fill(cache_ctx_t *ctx)
 static void ctx_cleanup(void *data)
 {
     cache_ctx_t *ctx = data;
+    stale_list_remove(ctx);
     if (ctx->wait_ev.timer_set)
         pt_timer_del(&ctx->wait_ev);
     if (ctx->resume.posted)
@@ -243,6 +287,7 @@ static cache_ctx_t *ctx_create(pt_http_request_t *r)
     if (ctx == NULL)
         return NULL;
     ctx->r = r;
+    ctx->loc_conf = r->loc_conf;
     ctx->tmp_fd = -1;
     ctx->fd = -1;
     ctx->expect_len = -1;
@@ -1072,12 +1117,16 @@ static int route(cache_ctx_t *ctx)
         /* waited long enough: to the backend, and nothing is stored */
         ctx->status = lk.exists ? CS_EXPIRED : CS_MISS;
         ctx->stale_ok = lk.exists;
+        if (lk.exists && (conf->use_stale & ~(STALE_UPDATING | STALE_OFF)))
+            stale_list_add(ctx);
         to_backend(ctx);
         return PT_DECLINED;
     }
 
     ctx->status = lk.exists ? CS_EXPIRED : CS_MISS;
     ctx->stale_ok = lk.exists;
+    if (lk.exists && (conf->use_stale & ~(STALE_UPDATING | STALE_OFF)))
+        stale_list_add(ctx);
     ctx->fill = lk.min_uses_ok && (ctx->locked || !lk.others_fill);
     to_backend(ctx);
     if (lk.exists && conf->revalidate)
@@ -1442,7 +1491,12 @@ static unsigned stale_reason(pt_http_request_t *r, pt_upstream_t *u)
     int status = r->headers_out.status;
 
     if (r->err_status) {
-        if (u == NULL || u->header_done)
+        if (u != NULL && u->header_done) {
+            /* intercepted (proxy_intercept_errors): the backend's status */
+            status = u->headers_in.status;
+            goto http;
+        }
+        if (u == NULL)
             return 0;
         if (status == 504)
             return STALE_TIMEOUT;
@@ -1452,6 +1506,7 @@ static unsigned stale_reason(pt_http_request_t *r, pt_upstream_t *u)
     }
     if (u == NULL || !u->header_done)
         return 0;
+http:
     switch (status) {
     case 500: return STALE_HTTP_500;
     case 502: return STALE_HTTP_502;
@@ -1471,6 +1526,17 @@ static int cache_header_filter(pt_http_request_t *r)
 {
     cache_ctx_t *ctx = r->ctx ? pt_http_get_module_ctx(r, pt_http_proxy_cache_module) : NULL;
 
+    if (ctx == NULL && r->err_status && stale_list && r->ctx
+        && (ctx = stale_list_find(r)) != NULL) {
+        /* the proxy's error went through error_page: nginx would have used
+         * the stale entry before that, so it still may (the error page's
+         * own body is dropped) */
+        if (ctx->serving)
+            return next_header_filter(r);
+        pt_http_set_ctx(r, ctx, pt_http_proxy_cache_module);
+        ctx->redirected = 1;
+    }
+
     if (ctx == NULL || ctx->serving)
         return next_header_filter(r);
     if (ctx->was_head) {
@@ -1485,8 +1551,14 @@ static int cache_header_filter(pt_http_request_t *r)
         unsigned why = stale_reason(r, u);
         if (why && (ctx->conf->use_stale & why)) {
             release_fill(ctx);
-            if (swap_in_entry(ctx, CS_STALE, 0) == 0)
+            stale_list_remove(ctx);
+            if (swap_in_entry(ctx, CS_STALE, 0) == 0) {
+                /* the response is the cached location's again (its
+                 * add_header, expires, gzip settings apply) */
+                if (ctx->redirected)
+                    r->loc_conf = ctx->loc_conf;
                 return next_header_filter(r);
+            }
         }
         if (ctx->revalidating && !r->err_status && u && u->header_done
             && r->headers_out.status == 304) {

@@ -629,3 +629,29 @@ def test_max_size_evicts_least_recent(portico, backends):
     assert len(files) == 2
     assert status_of(get(p, path="/api/public/b")) == "MISS"   # b was the least recent
     assert status_of(get(p, path="/api/public/a")) == "HIT"
+
+
+@pytest.mark.parametrize("intercept", [False, True])
+def test_use_stale_before_error_page(portico, backends, intercept):
+    """A server-wide error_page for 5xx (common in the guides) does not hide
+    the stale entry: nginx uses it before error_page."""
+    be = Counting(backends, body=b"cached copy")
+    text = conf(be, "proxy_cache_use_stale error timeout http_500;"
+                    + (" proxy_intercept_errors on;" if intercept else ""),
+                valid="proxy_cache_valid 200 1s;")
+    text = text.replace("location /nocache/ {",
+                        "error_page 500 502 503 504 /50x.html;\n"
+                        "                location = /50x.html { return 200 \"sorry\"; }\n"
+                        "                location /nocache/ {")
+    p = portico(text)
+    assert get(p).body == b"cached copy"
+    time.sleep(1.3)
+    if intercept:
+        be.status, be.body = 500, b"backend error"
+    else:
+        be.b.close()
+    r = get(p)
+    assert r.status == 200 and r.body == b"cached copy" and status_of(r) == "STALE"
+    # no stale entry: the error page
+    r = get(p, path="/api/public/none")
+    assert r.status in (500, 502) and r.body == b"sorry"
