@@ -14,6 +14,8 @@ extern pt_module_t pt_http_limit_conn_module; /* src/modules/limit_conn.c */
 extern pt_module_t pt_http_ssl_module;       /* src/tls/tls.c */
 extern pt_module_t pt_http_v2_module;        /* src/http/h2_conn.c */
 extern pt_module_t pt_http_stub_status_module; /* src/modules/stub_status.c */
+extern pt_module_t pt_http_metrics_module;   /* src/modules/metrics.c */
+extern pt_module_t pt_http_status_page_module; /* src/modules/status_page.c */
 extern pt_module_t pt_http_rewrite_module;   /* src/modules/rewrite.c */
 extern pt_module_t pt_http_map_module;       /* src/modules/map.c */
 extern pt_module_t pt_http_log_module;       /* src/modules/access_log.c */
@@ -42,6 +44,8 @@ pt_module_t *pt_modules[] = {
     &pt_http_ssl_module,
     &pt_http_v2_module,
     &pt_http_stub_status_module,
+    &pt_http_metrics_module,
+    &pt_http_status_page_module,
     &pt_http_rewrite_module,
     &pt_http_map_module,
     &pt_http_log_module,

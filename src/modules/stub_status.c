@@ -2,14 +2,17 @@
  * basic status page, and $connections_active / _reading / _writing /
  * _waiting read the same counters.
  *
- * The counters are this worker's (pt_conn_stats): with several workers each
- * answers with its own share until the counters move to a shared zone. */
+ * The counters (pt_conn_stats) are totals across workers: they live in the
+ * statistics zone (stats.c), registered here whenever there is an http { }
+ * block, and every worker points pt_conn_stats into it at init_worker. They
+ * survive a reload, as nginx's. */
 #include <stdio.h>
 #include <string.h>
 
 #include "../http/core.h"
 #include "../http/request.h"
 #include "../http/variables.h"
+#include "stats.h"
 
 extern pt_module_t pt_http_stub_status_module;
 
@@ -67,6 +70,8 @@ static const char *stub_status_cmd(pt_conf_t *cf, const pt_command_t *cmd, void 
 
 static int stub_status_preconf(pt_conf_t *cf)
 {
+    if (pt_stats_conf(cf) == NULL)
+        return -1;
     static const char *const names[] = {
         "connections_active", "connections_reading", "connections_writing", "connections_waiting"
     };
@@ -91,4 +96,5 @@ pt_module_t pt_http_stub_status_module = {
     .name = "http_stub_status",
     .commands = stub_status_commands,
     .preconfiguration = stub_status_preconf,
+    .init_worker = pt_stats_worker_init,
 };

@@ -16,7 +16,8 @@
 #include "../core/time.h"
 
 int pt_conn_shutting_down;
-pt_conn_stats_t pt_conn_stats;
+static pt_conn_stats_t local_stats;
+pt_conn_stats_t *pt_conn_stats_ptr = &local_stats;
 
 static pt_conn_t *table;
 static unsigned   table_n;
@@ -66,7 +67,6 @@ int pt_conn_table_init(unsigned n)
     }
     free_n = n;
     idle_head = idle_tail = NULL;
-    memset(&pt_conn_stats, 0, sizeof(pt_conn_stats));
     return 0;
 }
 
@@ -162,7 +162,6 @@ pt_conn_t *pt_conn_get(int fd, pt_log_t *log)
         return NULL;
     }
     c->io.write.write = 1;
-    pt_conn_stats.active++;
     return c;
 }
 
@@ -190,7 +189,8 @@ void pt_conn_close(pt_conn_t *c)
     c->data = free_list;
     free_list = c;
     free_n++;
-    if (pt_conn_stats.active)
+    /* counted by the accept path (listen.c) for client connections only */
+    if (c->listening != NULL && pt_conn_stats.active)
         pt_conn_stats.active--;
 }
 

@@ -92,11 +92,18 @@ ssize_t pt_conn_writev(pt_conn_t *c, struct iovec *iov, int n);
  * and close idle connections. */
 extern int pt_conn_shutting_down;
 
-/* Counters for stub_status (per worker; summed in shm by status later). */
+/* Counters for stub_status and metrics, totals across workers. The record
+ * lives in the statistics zone (src/modules/stats.c), which points
+ * pt_conn_stats_ptr at it in every worker (init_worker), so all workers add
+ * to one record and it survives a reload; before that (master, unit tests)
+ * it points at a process-local record. The fields are atomics: `x++` and
+ * `x--` on them are atomic adds, a read is an atomic load. `active` counts
+ * client connections only (accepted ones, as nginx), waiting included. */
 typedef struct {
-    uint64_t accepted, handled, requests;
-    unsigned active, reading, writing, waiting;
+    _Atomic uint64_t accepted, handled, requests;
+    _Atomic unsigned active, reading, writing, waiting;
 } pt_conn_stats_t;
-extern pt_conn_stats_t pt_conn_stats;
+extern pt_conn_stats_t *pt_conn_stats_ptr;
+#define pt_conn_stats (*pt_conn_stats_ptr)
 
 #endif

@@ -539,6 +539,7 @@ static void on_accept(pt_event_t *ev)
             return;
         }
         pt_conn_stats.handled++;
+        pt_conn_stats.active++;         /* pt_conn_close() takes it back */
 
         c->listening = ls;
         memcpy(&c->sockaddr, &sa, len <= sizeof(sa) ? len : sizeof(sa));
