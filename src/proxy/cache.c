@@ -45,6 +45,10 @@
  *     call chain, which finalizes the request when it returns, so the
  *     stored body is sent at once: from an mmap(2) of the file, as reference
  *     buffers (no copy, page cache memory, unmapped with the request).
+ *     An error that error_page redirects (which clears r->ctx) is still
+ *     caught: requests that could use a stale entry are kept on a per-worker
+ *     list and found again when the error page's header goes out; the stale
+ *     entry is then answered as the cached location's (its r->loc_conf).
  *
  * A HIT answers If-None-Match / If-Modified-Since (304) and one byte range
  * (206, If-Range; several ranges get the whole entry). A response with Vary
@@ -191,8 +195,9 @@ typedef struct cache_ctx_s {
     unsigned           redirected:1;    /* found again after error_page */
     void             **loc_conf;        /* the cached location's confs */
 
-    /* requests that may swap in a stale entry, so that one whose error went
-     * through error_page (an internal redirect clears r->ctx) is found */
+    /* requests that may swap in a stale entry or asked the backend with GET
+     * for a HEAD, so that one whose error went through error_page (an
+     * internal redirect clears r->ctx) is found again */
     struct cache_ctx_s *snext, *sprev;
 } cache_ctx_t;
 
@@ -988,6 +993,7 @@ static void to_backend(cache_ctx_t *ctx)
         r->method = PT_HTTP_GET;
         pt_str_set(&r->method_name, "GET");
         ctx->was_head = 1;
+        stale_list_add(ctx);            /* found again if error_page redirects */
     }
 }
 
@@ -1526,7 +1532,7 @@ static int cache_header_filter(pt_http_request_t *r)
 {
     cache_ctx_t *ctx = r->ctx ? pt_http_get_module_ctx(r, pt_http_proxy_cache_module) : NULL;
 
-    if (ctx == NULL && r->err_status && stale_list && r->ctx
+    if (ctx == NULL && r->internal && stale_list && r->ctx
         && (ctx = stale_list_find(r)) != NULL) {
         /* the proxy's error went through error_page: nginx would have used
          * the stale entry before that, so it still may (the error page's

@@ -655,3 +655,20 @@ def test_use_stale_before_error_page(portico, backends, intercept):
     # no stale entry: the error page
     r = get(p, path="/api/public/none")
     assert r.status in (500, 502) and r.body == b"sorry"
+
+
+def test_head_error_page_has_no_body(portico, backends):
+    be = Counting(backends)
+    text = conf(be).replace("location /nocache/ {",
+                            "error_page 502 /50x.html;\n"
+                            "                location = /50x.html { return 200 \"sorry\"; }\n"
+                            "                location /nocache/ {")
+    p = portico(text)
+    be.b.close()
+    out = raw_request(p.port, b"HEAD /api/public/x HTTP/1.1\r\nHost: a\r\n\r\n"
+                              b"GET /nocache/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                      timeout=3)
+    # the HEAD answer has no body: the next response starts right after it
+    first, _, rest = out.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 502")
+    assert rest.startswith(b"HTTP/1.1 502")
