@@ -38,6 +38,11 @@
 
 #define MAX_RESPONSE_HEADERS 128
 #define READS_PER_EVENT      32
+/* The body is read from the backend in buffers of up to this size (the
+ * largest pt_buf class), bounded by proxy_buffers (number x size) minus
+ * what the client writer still holds: one recv and one writev move up to
+ * this many bytes instead of one proxy_buffers buffer each. */
+#define RELAY_READ_MAX       (64 * 1024)
 
 static void on_upstream_read(pt_event_t *ev);
 static void on_upstream_write(pt_event_t *ev);
@@ -1357,6 +1362,19 @@ static void drain_spool(pt_upstream_t *u)
     }
 }
 
+/* How many bytes the next read of the body may take: the room proxy_buffers
+ * leaves beside what the writer holds (at least one proxy_buffers buffer, as
+ * before), at most RELAY_READ_MAX. */
+static size_t relay_read_size(size_t limit, size_t bsize, size_t pending)
+{
+    size_t want = limit > pending ? limit - pending : 0;
+    if (want < bsize)
+        want = bsize;
+    if (want > RELAY_READ_MAX)
+        want = bsize > RELAY_READ_MAX ? bsize : RELAY_READ_MAX;
+    return want;
+}
+
 static void relay_body(pt_upstream_t *u)
 {
     pt_http_request_t *r = u->r;
@@ -1407,7 +1425,8 @@ static void relay_body(pt_upstream_t *u)
         } else {
             if (u->client_wait && !u->spooling)
                 return;
-            if (!u->spooling && r->proto->pending(r) >= limit) {
+            size_t pending = u->spooling ? 0 : r->proto->pending(r);
+            if (!u->spooling && pending >= limit) {
                 if (spool_allowed(u)) {
                     u->spooling = 1;
                     u->client_wait = 1;   /* the writer calls back when drained */
@@ -1429,16 +1448,20 @@ static void relay_body(pt_upstream_t *u)
                 pt_event_post(&c->io.read);
                 return;
             }
-            b = pt_buf_get(bsize);
+            if (!c->io.read.ready && c->recv == pt_conn_recv) {
+                /* the last read drained the socket (edge triggered: the
+                 * next arrival is reported): no recv() just to see EAGAIN */
+                pt_timer_add(&c->io.read, u->conf->read_timeout);
+                return;
+            }
+            size_t want = relay_read_size(limit, bsize, pending);
+            if (!u->headers_in.chunked && u->length >= 0 && (int64_t) want > u->length)
+                want = u->length > 0 ? (size_t) u->length : 1;
+            b = pt_buf_get(want);
             if (b == NULL) {
                 pt__upstream_finalize(u, PT_ERROR);
                 return;
             }
-            size_t want = pt_buf_room(b);
-            if (want > bsize)
-                want = bsize;
-            if (!u->headers_in.chunked && u->length >= 0 && (int64_t) want > u->length)
-                want = (size_t) u->length;
             ssize_t n = c->recv(c, b->last, want);
             if (n == PT_IO_AGAIN) {
                 pt_buf_put(b);
