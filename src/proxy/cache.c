@@ -184,6 +184,7 @@ typedef struct cache_ctx_s {
     unsigned           locked:1;        /* we hold the fill lock */
     unsigned           fill:1;          /* store the response if it allows */
     unsigned           stale_ok:1;      /* a stale entry exists (use_stale) */
+    unsigned           stale_error:1;   /* within its stale-if-error time */
     unsigned           revalidating:1;  /* conditional headers were added */
     unsigned           was_head:1;      /* HEAD sent upstream as GET */
     unsigned           serving:1;       /* the response is ours (from the file) */
@@ -1108,7 +1109,8 @@ static int route(cache_ctx_t *ctx)
         lk.others_fill = lk.others_fill && !ctx->other_variant;
     }
 
-    if (lk.exists && lk.others_fill && (conf->use_stale & STALE_UPDATING)) {
+    if (lk.exists && lk.others_fill
+        && ((conf->use_stale & STALE_UPDATING) || lk.stale_updating)) {
         ctx->status = CS_UPDATING;
         int rc = serve_entry(ctx);
         if (rc != PT_DECLINED)
@@ -1123,7 +1125,8 @@ static int route(cache_ctx_t *ctx)
         /* waited long enough: to the backend, and nothing is stored */
         ctx->status = lk.exists ? CS_EXPIRED : CS_MISS;
         ctx->stale_ok = lk.exists;
-        if (lk.exists && (conf->use_stale & ~(STALE_UPDATING | STALE_OFF)))
+        ctx->stale_error = lk.stale_error;
+        if (lk.exists && ((conf->use_stale & ~(STALE_UPDATING | STALE_OFF)) || lk.stale_error))
             stale_list_add(ctx);
         to_backend(ctx);
         return PT_DECLINED;
@@ -1131,7 +1134,8 @@ static int route(cache_ctx_t *ctx)
 
     ctx->status = lk.exists ? CS_EXPIRED : CS_MISS;
     ctx->stale_ok = lk.exists;
-    if (lk.exists && (conf->use_stale & ~(STALE_UPDATING | STALE_OFF)))
+    ctx->stale_error = lk.stale_error;
+    if (lk.exists && ((conf->use_stale & ~(STALE_UPDATING | STALE_OFF)) || lk.stale_error))
         stale_list_add(ctx);
     ctx->fill = lk.min_uses_ok && (ctx->locked || !lk.others_fill);
     to_backend(ctx);
@@ -1286,6 +1290,43 @@ static int64_t cache_control(pt_upstream_t *u)
     return s_maxage >= 0 ? s_maxage : max_age;
 }
 
+/* stale-while-revalidate=N and stale-if-error=N of Cache-Control. */
+static void stale_extensions(pt_http_request_t *r, pt_upstream_t *u, uint32_t *upd, uint32_t *err)
+{
+    unsigned ign = pt_proxy_ignore_headers ? pt_proxy_ignore_headers(r) : 0;
+    pt_http_header_t *h = u->headers_in.headers.elts;
+
+    *upd = *err = 0;
+    if (ign & IGN_CACHE_CONTROL)
+        return;
+    for (size_t i = 0; i < u->headers_in.headers.nelts; i++) {
+        if (!pt_str_caseeq_lit(&h[i].name, "cache-control"))
+            continue;
+        const char *p = h[i].value.data, *end = p + h[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *st = p;
+            while (p < end && *p != ',')
+                p++;
+            const char *e = p;
+            while (e > st && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            size_t l = (size_t) (e - st);
+            int ok;
+            if (l > 23 && pt_strncasecmp(st, "stale-while-revalidate=", 23) == 0) {
+                int64_t v = parse_int(st + 23, l - 23, &ok);
+                if (ok)
+                    *upd = v > UINT32_MAX ? UINT32_MAX : (uint32_t) v;
+            } else if (l > 15 && pt_strncasecmp(st, "stale-if-error=", 15) == 0) {
+                int64_t v = parse_int(st + 15, l - 15, &ok);
+                if (ok)
+                    *err = v > UINT32_MAX ? UINT32_MAX : (uint32_t) v;
+            }
+        }
+    }
+}
+
 static int64_t valid_of(cache_conf_t *conf, int status)
 {
     if (conf->valid == NULL)
@@ -1396,6 +1437,7 @@ static int start_file(cache_ctx_t *ctx, int64_t valid)
     fh->date = pt_time_sec;
     fh->body_len = 0;
     fh->status = r->headers_out.status;
+    stale_extensions(r, u, &fh->updating_sec, &fh->error_sec);
     memcpy(fh->md5, ctx->md5, PT_CACHE_KEY_LEN);
     if (write_all(ctx->tmp_fd, (const char *) fh, sizeof(*fh)) != 0
         || write_all(ctx->tmp_fd, ctx->key.data, ctx->key.len) != 0
@@ -1433,6 +1475,7 @@ static void commit_file(cache_ctx_t *ctx)
     ctx->tmp_name = NULL;
     (void) pt_cache_commit(ctx->cache, ctx->md5, ctx->locked ? ctx->lock_id : 0,
                            ctx->fh.valid_sec, ctx->head_size + ctx->body_len);
+    pt_cache_set_stale(ctx->cache, ctx->md5, ctx->fh.updating_sec, ctx->fh.error_sec);
     ctx->locked = 0;
     ctx->fill = 0;
 }
@@ -1555,7 +1598,9 @@ static int cache_header_filter(pt_http_request_t *r)
 
     if (ctx->stale_ok) {
         unsigned why = stale_reason(r, u);
-        if (why && (ctx->conf->use_stale & why)) {
+        unsigned errorish = STALE_ERROR | STALE_TIMEOUT | STALE_INVALID_HEADER | STALE_HTTP_500
+                            | STALE_HTTP_502 | STALE_HTTP_503 | STALE_HTTP_504;
+        if (why && ((ctx->conf->use_stale & why) || (ctx->stale_error && (why & errorish)))) {
             release_fill(ctx);
             stale_list_remove(ctx);
             if (swap_in_entry(ctx, CS_STALE, 0) == 0) {

@@ -45,6 +45,8 @@ struct pt_cache_node_s {
     pid_t            lock_pid;          /* filler, 0 none */
     uint32_t         lock_id;           /* filler's token (pid may fill twice) */
     uint32_t         uses;
+    uint32_t         updating_sec;      /* Cache-Control stale-while-revalidate */
+    uint32_t         error_sec;         /* Cache-Control stale-if-error */
     unsigned         exists:1;          /* a complete file is on disk */
 };
 
@@ -89,6 +91,8 @@ typedef struct {
     int64_t       date;                 /* stored at */
     int64_t       body_len;
     int32_t       status;
+    uint32_t      updating_sec;         /* stale-while-revalidate=N */
+    uint32_t      error_sec;            /* stale-if-error=N */
     uint32_t      reserved;
     unsigned char md5[PT_CACHE_KEY_LEN];
 } pt_cache_file_header_t;
@@ -100,6 +104,8 @@ typedef struct {
     unsigned others_fill:1;             /* another request is filling it */
     unsigned locked:1;                  /* we took the fill lock */
     unsigned min_uses_ok:1;             /* asked for at least min_uses times */
+    unsigned stale_updating:1;          /* within stale-while-revalidate */
+    unsigned stale_error:1;             /* within stale-if-error */
     uint32_t lock_id;                   /* our token when locked */
     int64_t  fs_size;
 } pt_cache_lookup_t;
@@ -140,6 +146,10 @@ void   pt_cache_unlock(pt_cache_t *c, const unsigned char md5[PT_CACHE_KEY_LEN],
  * releases our lock. Returns 0, -1 when the node is gone (out of memory). */
 int    pt_cache_commit(pt_cache_t *c, const unsigned char md5[PT_CACHE_KEY_LEN], uint32_t lock_id,
                        int64_t valid_sec, int64_t fs_size);
+/* The Cache-Control stale-while-revalidate / stale-if-error seconds of an
+ * entry (after commit, refresh or load). */
+void   pt_cache_set_stale(pt_cache_t *c, const unsigned char md5[PT_CACHE_KEY_LEN],
+                          uint32_t updating_sec, uint32_t error_sec);
 /* Revalidated: new valid_sec for the existing file; releases our lock. */
 void   pt_cache_refresh(pt_cache_t *c, const unsigned char md5[PT_CACHE_KEY_LEN], uint32_t lock_id,
                         int64_t valid_sec);

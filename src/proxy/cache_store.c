@@ -269,6 +269,8 @@ int pt_cache_lookup(pt_cache_t *c, const unsigned char md5[PT_CACHE_KEY_LEN], in
     out->fresh = n->exists && n->valid_sec > now_ms / 1000;
     out->fs_size = n->fs_size;
     out->min_uses_ok = n->uses >= min_uses;
+    out->stale_updating = n->exists && now_ms / 1000 < n->valid_sec + n->updating_sec;
+    out->stale_error = n->exists && now_ms / 1000 < n->valid_sec + n->error_sec;
     if (n->lock_pid != 0 && now_ms - n->lock_time >= lock_age_ms)
         n->lock_pid = 0;                /* the filler is too slow or gone */
     if (n->lock_pid != 0 && kill(n->lock_pid, 0) != 0 && errno == ESRCH)
@@ -349,6 +351,18 @@ int pt_cache_commit(pt_cache_t *c, const unsigned char md5[PT_CACHE_KEY_LEN], ui
 done:
     pt_shmtx_unlock(&c->sp->mutex);
     return rc;
+}
+
+void pt_cache_set_stale(pt_cache_t *c, const unsigned char md5[PT_CACHE_KEY_LEN],
+                        uint32_t updating_sec, uint32_t error_sec)
+{
+    pt_shmtx_lock(&c->sp->mutex);
+    pt_cache_node_t *n = find_locked(c->sh, md5);
+    if (n) {
+        n->updating_sec = updating_sec;
+        n->error_sec = error_sec;
+    }
+    pt_shmtx_unlock(&c->sp->mutex);
 }
 
 void pt_cache_refresh(pt_cache_t *c, const unsigned char md5[PT_CACHE_KEY_LEN], uint32_t lock_id,
@@ -511,7 +525,11 @@ static unsigned load_file(pt_cache_t *c, const char *path, const char *name, int
         (void) unlink(path);
         return 0;
     }
-    return pt_cache_add_loaded(c, md5, h.valid_sec, (int64_t) st.st_size, now_ms / 1000) == 0;
+    if (pt_cache_add_loaded(c, md5, h.valid_sec, (int64_t) st.st_size, now_ms / 1000) != 0)
+        return 0;
+    if (h.updating_sec || h.error_sec)
+        pt_cache_set_stale(c, md5, h.updating_sec, h.error_sec);
+    return 1;
 }
 
 static unsigned load_dir(pt_cache_t *c, char *path, size_t len, unsigned depth, int64_t now_ms)

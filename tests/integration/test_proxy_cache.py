@@ -672,3 +672,27 @@ def test_head_error_page_has_no_body(portico, backends):
     first, _, rest = out.partition(b"\r\n\r\n")
     assert first.startswith(b"HTTP/1.1 502")
     assert rest.startswith(b"HTTP/1.1 502")
+
+
+def test_cache_control_stale_extensions(portico, backends):
+    """stale-if-error / stale-while-revalidate of Cache-Control permit stale
+    answers without proxy_cache_use_stale (nginx 1.11.10)."""
+    be = Counting(backends, body=lambda req, n: b"v%d" % n,
+                  headers={"Cache-Control": "max-age=1, stale-while-revalidate=30, stale-if-error=30"})
+    p = portico(conf(be, "proxy_cache_lock on;", valid=""))
+    assert get(p).body == b"v1"
+    time.sleep(1.3)
+    be.delay = 1.0
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", get(p)))
+    t.start()
+    time.sleep(0.3)
+    r = get(p)
+    assert status_of(r) == "UPDATING" and r.body == b"v1"
+    t.join()
+    assert out["r"].body == b"v2" and status_of(out["r"]) == "EXPIRED"
+    be.delay = 0
+    time.sleep(1.3)
+    be.b.close()
+    r = get(p)
+    assert r.status == 200 and r.body == b"v2" and status_of(r) == "STALE"

@@ -144,6 +144,15 @@ static void test_index(void)
     ok(lk.min_uses_ok && lk.locked, "third use fills");
     pt_cache_unlock(&cache, k3, lk.lock_id);
 
+    /* Cache-Control stale extensions: within N seconds after valid_sec */
+    pt_cache_set_stale(&cache, k, 10, 20);
+    ok(pt_cache_lookup(&cache, k, now + 100 * 1000 + 5000, 0, 5000, 1, &lk) == 0
+       && !lk.fresh && lk.stale_updating && lk.stale_error, "stale-while-revalidate and -if-error");
+    ok(pt_cache_lookup(&cache, k, now + 100 * 1000 + 15000, 0, 5000, 1, &lk) == 0
+       && !lk.stale_updating && lk.stale_error, "past stale-while-revalidate");
+    ok(pt_cache_lookup(&cache, k, now + 100 * 1000 + 25000, 0, 5000, 1, &lk) == 0
+       && !lk.stale_updating && !lk.stale_error, "past both");
+
     pt_cache_invalidate(&cache, k);
     ok(pt_cache_lookup(&cache, k, now + 7000, 0, 5000, 1, &lk) == 0 && !lk.exists,
        "invalidated");
