@@ -19,12 +19,6 @@ int pt_str_caseeq(const pt_str_t *a, const pt_str_t *b)
     return a->len == b->len && pt_strncasecmp(a->data, b->data, a->len) == 0;
 }
 
-int pt_str_caseeq_lit(const pt_str_t *a, const char *lit)
-{
-    size_t n = strlen(lit);
-    return a->len == n && pt_strncasecmp(a->data, lit, n) == 0;
-}
-
 void pt_strlow(char *dst, const char *src, size_t n)
 {
     for (size_t i = 0; i < n; i++)

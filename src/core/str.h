@@ -37,7 +37,18 @@ static inline unsigned char pt_tolower(unsigned char c)
 
 /* ASCII case-insensitive comparisons (HTTP header names, host names). */
 int  pt_str_caseeq(const pt_str_t *a, const pt_str_t *b);
-int  pt_str_caseeq_lit(const pt_str_t *a, const char *lit);
+/* Inline: with a string literal the length is a compile-time constant, so a
+ * name of another length costs one compare (header loops call this often). */
+static inline int pt_str_caseeq_lit(const pt_str_t *a, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (a->len != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (pt_tolower((unsigned char) a->data[i]) != pt_tolower((unsigned char) lit[i]))
+            return 0;
+    return 1;
+}
 int  pt_strncasecmp(const char *a, const char *b, size_t n);
 void pt_strlow(char *dst, const char *src, size_t n);
 
