@@ -50,6 +50,10 @@
  *     list and found again when the error page's header goes out; the stale
  *     entry is then answered as the cached location's (its r->loc_conf).
  *
+ * Cache-Control stale-while-revalidate=N / stale-if-error=N permit UPDATING
+ * and STALE answers within N seconds of expiry, as the use_stale parameters
+ * do (nginx 1.11.10).
+ *
  * A HIT answers If-None-Match / If-Modified-Since (304) and one byte range
  * (206, If-Range; several ranges get the whole entry). A response with Vary
  * is stored with the values of the request headers it names: a request with

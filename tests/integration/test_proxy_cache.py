@@ -696,3 +696,47 @@ def test_cache_control_stale_extensions(portico, backends):
     be.b.close()
     r = get(p)
     assert r.status == 200 and r.body == b"v2" and status_of(r) == "STALE"
+
+
+def test_mixed_load_two_workers(portico, backends):
+    """Fills, hits, expiries, lock waits and stale answers interleaved over
+    two workers: every answer is the right body for its key."""
+    import random
+
+    def body(req, n):
+        return (req.path * 50).encode()
+    be = Counting(backends, body=body)
+    p = portico(conf(be, "proxy_cache_lock on; proxy_cache_use_stale updating;",
+                     valid="proxy_cache_valid 200 1s;"), workers=2)
+    rnd = random.Random(7)
+    paths = ["/api/public/k%d" % rnd.randrange(20) for _ in range(300)]
+
+    def one(path):
+        r = get(p, path=path, timeout=10)
+        return r.status == 200 and r.body == (path * 50).encode()
+    with concurrent.futures.ThreadPoolExecutor(12) as ex:
+        results = list(ex.map(one, paths))
+    assert all(results)
+    assert be.hits < 300
+
+
+def test_client_abort_during_fill_releases_the_lock(portico, backends):
+    import socket
+    big = b"q" * (4 * 1024 * 1024)
+    be = Counting(backends, body=big)
+    p = portico(conf(be, "proxy_cache_lock on; proxy_buffers 4 4k;"))
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET /api/public/x HTTP/1.1\r\nHost: a\r\n\r\n")
+    s.recv(1024)
+    time.sleep(0.3)
+    s.close()                                   # gone before the body is complete
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    r = get(p, timeout=20)
+    assert r.status == 200 and r.body == big
+    assert time.monotonic() - t0 < 4            # no wait for a dead filler's lock
+    assert status_of(r) == "MISS"
+    assert status_of(get(p, timeout=20)) == "HIT"
+    tmp = [f for f in glob.glob(p.prefix + "/cache/**/.*", recursive=True)]
+    assert tmp == []
