@@ -9,6 +9,7 @@
 
 #include "upstream.h"
 #include "../http/core.h"
+#include "../tls/tls.h"
 #include "../http/h1_parse.h"
 #include "../http/variables.h"
 
@@ -35,7 +36,9 @@ typedef struct {
     pt_str_t             host;      /* $proxy_host */
     pt_str_t             port;      /* $proxy_port */
     pt_str_t             uri;       /* URI part; len 0 = none */
+    pt_str_t             name;      /* host without ":port" (SNI, certificate name) */
     unsigned             has_uri:1;
+    unsigned             ssl:1;     /* https:// */
 } proxy_target_t;
 
 #define IGN_X_ACCEL_REDIRECT  0x01
@@ -66,6 +69,8 @@ typedef struct {
     int                redirect;     /* REDIRECT_* */
     pt_array_t        *redirects;    /* proxy_redirect_t; NULL: default */
     unsigned           redirect_default:1; /* "default" among the entries */
+    unsigned           url_ssl:1;    /* proxy_pass may be https: build ssl.ctx */
+    pt_tls_upstream_conf_t ssl;      /* proxy_ssl_* (ssl.ctx NULL: no https) */
 } proxy_loc_conf_t;
 
 typedef struct {
@@ -75,18 +80,22 @@ typedef struct {
 /* ------------------------------------------------------------------------ */
 /* URL parsing                                                               */
 
-/* Splits "http://host[:port][/uri]" or "http://unix:/path:[/uri]". Returns
- * NULL or a reason. */
+/* Splits "http[s]://host[:port][/uri]" or "http[s]://unix:/path:[/uri]"
+ * (default port 80, 443 for https). Returns NULL or a reason. */
 static const char *parse_url(const pt_str_t *url, pt_str_t *host, in_port_t *port,
-                             int *has_port, pt_str_t *uri, int *has_uri, int *is_unix)
+                             int *has_port, pt_str_t *uri, int *has_uri, int *is_unix,
+                             int *is_ssl)
 {
     const char *p = url->data, *end = url->data + url->len;
     size_t skip;
+    *is_ssl = 0;
     if (url->len > 7 && pt_strncasecmp(p, "http://", 7) == 0) {
         skip = 7;
         *port = 80;
     } else if (url->len > 8 && pt_strncasecmp(p, "https://", 8) == 0) {
-        return "https protocol requires SSL support";
+        skip = 8;
+        *port = 443;
+        *is_ssl = 1;
     } else {
         return "invalid URL prefix";
     }
@@ -155,13 +164,15 @@ static const char *target_init(pt_pool_t *pool, pt_conf_t *cf, pt_upstream_main_
 {
     pt_str_t host, uri;
     in_port_t port;
-    int has_port, has_uri, is_unix;
-    const char *err = parse_url(url, &host, &port, &has_port, &uri, &has_uri, &is_unix);
+    int has_port, has_uri, is_unix, is_ssl;
+    const char *err = parse_url(url, &host, &port, &has_port, &uri, &has_uri, &is_unix,
+                                &is_ssl);
     if (err)
         return err;
     t->url = *url;
     t->uri = uri;
     t->has_uri = has_uri ? 1 : 0;
+    t->ssl = is_ssl ? 1 : 0;
 
     char portbuf[8];
     int pl = snprintf(portbuf, sizeof(portbuf), "%u", (unsigned) port);
@@ -169,14 +180,19 @@ static const char *target_init(pt_pool_t *pool, pt_conf_t *cf, pt_upstream_main_
     t->port.len = (size_t) pl;
     if (is_unix) {
         pt_str_set(&t->host, "localhost");
+        t->name = t->host;
     } else {
-        /* "host:port" as written; a written default port is dropped, as nginx */
+        /* "host:port" as written; a written default port (80, 443 for
+         * https) is dropped, as nginx */
         t->host = host;
-        if (has_port && port == 80) {
+        t->name = host;
+        if (has_port) {
             const char *colon = host.data + host.len;
             while (colon > host.data && colon[-1] != ':')
                 colon--;
-            t->host.len = (size_t) (colon - 1 - host.data);
+            t->name.len = (size_t) (colon - 1 - host.data);
+            if (port == (is_ssl ? 443 : 80))
+                t->host.len = t->name.len;
         }
     }
 
@@ -727,6 +743,15 @@ static int proxy_handler(pt_http_request_t *r)
     pt_upstream_t *u = pt_upstream_create(r, &plcf->up, ctx->target->group);
     if (u == NULL)
         return 500;
+    if (ctx->target->ssl) {
+        if (plcf->ssl.ctx == NULL) {
+            pt_log_error(PT_LOG_ERR, &r->connection->log, 0,
+                         "https protocol requires SSL support");
+            return 500;
+        }
+        u->ssl = &plcf->ssl;
+        u->ssl_host = ctx->target->name;
+    }
     u->create_request = create_request;
     u->process_header = process_header;
     if (u->group->balancer->init_peer(r, u) != PT_OK)
@@ -849,8 +874,12 @@ static const char *proxy_pass_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *
         plcf->url_cv = pt_pcalloc(cf->pool, sizeof(pt_http_cv_t));
         if (plcf->url_cv == NULL || pt_http_cv_compile(cf, &url, plcf->url_cv) != 0)
             return PT_CONF_ERROR;
-        if (!plcf->url_cv->is_literal)
+        if (!plcf->url_cv->is_literal) {
+            /* https written, or a scheme that comes from a variable */
+            plcf->url_ssl = url.data[0] == '$'
+                            || (url.len > 8 && pt_strncasecmp(url.data, "https://", 8) == 0);
             return PT_CONF_OK;
+        }
         plcf->url_cv = NULL;
     }
 
@@ -872,6 +901,7 @@ static const char *proxy_pass_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *
         return PT_CONF_ERROR;
     }
     plcf->target = t;
+    plcf->url_ssl = t->ssl;
     return PT_CONF_OK;
 }
 
@@ -1022,6 +1052,9 @@ static const pt_conf_bounds_t tries_bounds = { 0, -1 };
 #define CTX_L (PT_CTX_HTTP | PT_CTX_SRV | PT_CTX_LOC)
 #define PL(f) offsetof(proxy_loc_conf_t, f)
 #define UP(f) (offsetof(proxy_loc_conf_t, up) + offsetof(pt_upstream_conf_t, f))
+#define UPSSL(f) (offsetof(proxy_loc_conf_t, ssl) + offsetof(pt_tls_upstream_conf_t, f))
+
+static const pt_conf_bounds_t ssl_depth_bounds = { 0, 100 };
 
 static const pt_command_t proxy_commands[] = {
     { "proxy_pass", PT_CTX_LOC | PT_CTX_LIF | PT_CTX_LMT, 0, 1, 1, proxy_pass_cmd,
@@ -1072,6 +1105,27 @@ static const pt_command_t proxy_commands[] = {
     { "proxy_socket_keepalive", CTX_L, PT_CONF_FLAG, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     { "proxy_headers_hash_max_size", CTX_L, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     { "proxy_headers_hash_bucket_size", CTX_L, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
+    /* TLS to upstreams (src/tls/tls.c builds the context) */
+    { "proxy_ssl_server_name", CTX_L, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_HTTP_LOC,
+      UPSSL(server_name), NULL },
+    { "proxy_ssl_name", CTX_L, 0, 1, 1, pt_conf_set_str, PT_CONF_HTTP_LOC, UPSSL(name), NULL },
+    { "proxy_ssl_verify", CTX_L, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_HTTP_LOC,
+      UPSSL(verify), NULL },
+    { "proxy_ssl_verify_depth", CTX_L, 0, 1, 1, pt_conf_set_num, PT_CONF_HTTP_LOC,
+      UPSSL(verify_depth), &ssl_depth_bounds },
+    { "proxy_ssl_trusted_certificate", CTX_L, 0, 1, 1, pt_conf_set_path, PT_CONF_HTTP_LOC,
+      UPSSL(trusted_certificate), NULL },
+    { "proxy_ssl_certificate", CTX_L, 0, 1, 1, pt_conf_set_path, PT_CONF_HTTP_LOC,
+      UPSSL(certificate), NULL },
+    { "proxy_ssl_certificate_key", CTX_L, 0, 1, 1, pt_conf_set_path, PT_CONF_HTTP_LOC,
+      UPSSL(certificate_key), NULL },
+    { "proxy_ssl_password_file", CTX_L, 0, 1, 1, pt_tls_conf_set_password_file,
+      PT_CONF_HTTP_LOC, UPSSL(passwords), NULL },
+    { "proxy_ssl_protocols", CTX_L, 0, 1, PT_ARGS_ANY, pt_conf_set_bitmask, PT_CONF_HTTP_LOC,
+      UPSSL(protocols), pt_tls_protocols },
+    { "proxy_ssl_ciphers", CTX_L, 0, 1, 1, pt_conf_set_str, PT_CONF_HTTP_LOC, UPSSL(ciphers), NULL },
+    { "proxy_ssl_session_reuse", CTX_L, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_HTTP_LOC,
+      UPSSL(session_reuse), NULL },
     PT_COMMAND_END
 };
 
@@ -1103,6 +1157,7 @@ static void *create_loc_conf(pt_conf_t *cf)
     c->up.ignore_client_abort = PT_CONF_UNSET;
     c->redirect = REDIRECT_UNSET;
     c->redirects = PT_CONF_UNSET_PTR;
+    pt_tls_upstream_conf_create(&c->ssl);
     return c;
 }
 
@@ -1237,9 +1292,14 @@ static const char *merge_loc_conf(pt_conf_t *cf, void *parent, void *child)
         c->url_cv = prev->url_cv;
         c->location = prev->location;
         c->location_regex = prev->location_regex;
+        c->url_ssl = prev->url_ssl;
         if (clcf->handler == NULL)
             clcf->handler = proxy_handler;
     }
+
+    pt_tls_upstream_conf_merge(&c->ssl, &prev->ssl);
+    if (c->url_ssl && pt_tls_upstream_conf_init(cf, &c->ssl) != 0)
+        return PT_CONF_ERROR;
     return PT_CONF_OK;
 }
 

@@ -54,6 +54,7 @@ static void read_response_head(pt_upstream_t *u);
 static void relay_body(pt_upstream_t *u);
 static void drain_spool(pt_upstream_t *u);
 static void next_upstream(pt_upstream_t *u, unsigned ft, const char *what, int err);
+static void start_tls(pt_upstream_t *u);
 
 static pt_log_t *ulog(pt_upstream_t *u)
 {
@@ -194,8 +195,8 @@ static void log_upstream(pt_upstream_t *u, int level, int err, const char *what)
         what = msg;
     }
     if (u->peer)
-        pt_log_error(level, ulog(u), 0, "%s, upstream: \"http://%.*s\"", what,
-                     (int) u->peer->name.len, u->peer->name.data);
+        pt_log_error(level, ulog(u), 0, "%s, upstream: \"%s://%.*s\"", what,
+                     u->ssl ? "https" : "http", (int) u->peer->name.len, u->peer->name.data);
     else
         pt_log_error(level, ulog(u), 0, "%s", what);
 }
@@ -482,6 +483,11 @@ static void connect_peer(pt_upstream_t *u)
         uint64_t reqs = 0;
         int64_t created = 0;
         pt_conn_t *c = pt_upstream_keepalive_get(u->group, u->peer, &created, &reqs);
+        if (c && (c->ssl != NULL) != (u->ssl != NULL)) {
+            /* the group is also used with the other scheme elsewhere */
+            pt_conn_close(c);
+            c = NULL;
+        }
         if (c) {
             u->c = c;
             u->reused = 1;
@@ -531,13 +537,45 @@ static void connect_peer(pt_upstream_t *u)
     c->requests = 1;
     u->c = c;
     u->conn_created = pt_current_msec;
-    if (rc == 0) {
+    if (rc == 0 && !u->ssl) {
         u->connected = 1;
         st->connect_time = pt_current_msec - st->start;
         send_request(u);
         return;
     }
     pt_timer_add(&c->io.write, u->conf->connect_timeout);
+    if (rc == 0)
+        start_tls(u);
+}
+
+/* proxy_pass https://: the TLS handshake on a fresh connection, under the
+ * connect timer (the TLS code owns c's event handlers meanwhile); a pooled
+ * connection is TLS already. The connect time includes the handshake. */
+static void on_tls_done(pt_conn_t *c, int rc)
+{
+    pt_upstream_t *u = c->data;
+    int timedout = c->io.write.timedout || c->io.read.timedout;
+
+    c->io.write.timedout = 0;
+    c->io.read.timedout = 0;
+    c->io.read.handler = on_upstream_read;
+    c->io.write.handler = on_upstream_write;
+    if (u == NULL || u->finished || u->c != c)
+        return;
+    if (rc != 0) {
+        /* the TLS code logged why (verify error, handshake failure, timeout) */
+        next_upstream(u, timedout ? PT_UPSTREAM_FT_TIMEOUT : PT_UPSTREAM_FT_ERROR, NULL, 0);
+        return;
+    }
+    pt_timer_del(&c->io.write);
+    u->connected = 1;
+    u->state->connect_time = pt_current_msec - u->state->start;
+    send_request(u);
+}
+
+static void start_tls(pt_upstream_t *u)
+{
+    pt_tls_upstream_connect(u->c, u->ssl, &u->ssl_host, on_tls_done);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -663,15 +701,39 @@ static void send_request(pt_upstream_t *u)
                 size_t want = (size_t) (u->body_file_size - u->body_file_sent);
                 if (want > (1u << 20))
                     want = 1u << 20;
-                ssize_t w = sendfile(c->io.fd, u->body_fd, &off, want);
-                if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-                    c->io.write.ready = 0;
-                    pt_timer_add(&c->io.write, u->conf->send_timeout);
-                    return;
+                ssize_t w;
+                if (c->ssl) {
+                    /* no sendfile through TLS: a record's worth at a time,
+                     * read again from the same offset after PT_IO_AGAIN (so
+                     * a retried write sees the same bytes) */
+                    char fbuf[16384];
+                    if (want > sizeof(fbuf))
+                        want = sizeof(fbuf);
+                    ssize_t rd = pread(u->body_fd, fbuf, want, off);
+                    if (rd <= 0) {
+                        next_upstream(u, PT_UPSTREAM_FT_ERROR,
+                                      "pread() of the request body file failed while sending "
+                                      "request to upstream", rd < 0 ? errno : 0);
+                        return;
+                    }
+                    w = c->send(c, fbuf, (size_t) rd);
+                    if (w == PT_IO_AGAIN) {
+                        pt_timer_add(&c->io.write, u->conf->send_timeout);
+                        return;
+                    }
+                } else {
+                    w = sendfile(c->io.fd, u->body_fd, &off, want);
+                    if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+                        c->io.write.ready = 0;
+                        pt_timer_add(&c->io.write, u->conf->send_timeout);
+                        return;
+                    }
                 }
                 if (w <= 0) {
                     next_upstream(u, PT_UPSTREAM_FT_ERROR,
-                                  "sendfile() failed while sending request to upstream", errno);
+                                  c->ssl ? "SSL_write() failed while sending request to upstream"
+                                         : "sendfile() failed while sending request to upstream",
+                                  errno);
                     return;
                 }
                 u->any_sent = 1;
@@ -766,6 +828,10 @@ static void on_upstream_write(pt_event_t *ev)
             err = ECONNREFUSED;
         if (err) {
             next_upstream(u, PT_UPSTREAM_FT_ERROR, "connect() failed while connecting to upstream", err);
+            return;
+        }
+        if (u->ssl) {
+            start_tls(u);          /* keeps the connect timer */
             return;
         }
         u->connected = 1;

@@ -20,6 +20,7 @@
 #include "../http/h1_parse.h"
 #include "../http/request.h"
 #include "../net/conn.h"
+#include "../tls/tls.h"
 
 typedef struct pt_upstream_s        pt_upstream_t;
 typedef struct pt_upstream_group_s  pt_upstream_group_t;
@@ -256,6 +257,14 @@ struct pt_upstream_s {
     int  (*process_header)(pt_upstream_t *u);
 
     void                     *tunnel;          /* tunnel.c state */
+
+    /* TLS to the backend (proxy_pass https://): set by the protocol module
+     * before pt_upstream_start. ssl: the location's proxy_ssl_* settings,
+     * NULL for plain HTTP;
+     * ssl_host: the name for SNI and certificate checks when proxy_ssl_name
+     * is not set (proxy_pass's host, a ":port" is ignored). */
+    pt_tls_upstream_conf_t   *ssl;
+    pt_str_t                  ssl_host;
 
     unsigned                  body_sent:1;     /* whole request body written */
     unsigned                  request_sent:1;  /* every request byte written */

@@ -219,12 +219,18 @@ static void test_keepalive_flags(void)
 
 static void test_targets(void)
 {
-    static const struct { const char *url, *host, *port, *uri; int has_uri; } cases[] = {
-        { "http://127.0.0.1:8080", "127.0.0.1:8080", "8080", "", 0 },
-        { "http://127.0.0.1:80/x/", "127.0.0.1", "80", "/x/", 1 },
-        { "http://[::1]:81/", "[::1]:81", "81", "/", 1 },
-        { "http://unix:/tmp/a.sock:/u", "localhost", "80", "/u", 1 },
-        { "http://unix:/tmp/a.sock", "localhost", "80", "", 0 },
+    static const struct { const char *url, *host, *port, *uri; int has_uri; const char *name;
+                          int ssl; } cases[] = {
+        { "http://127.0.0.1:8080", "127.0.0.1:8080", "8080", "", 0, "127.0.0.1", 0 },
+        { "http://127.0.0.1:80/x/", "127.0.0.1", "80", "/x/", 1, "127.0.0.1", 0 },
+        { "http://[::1]:81/", "[::1]:81", "81", "/", 1, "[::1]", 0 },
+        { "http://unix:/tmp/a.sock:/u", "localhost", "80", "/u", 1, "localhost", 0 },
+        { "http://unix:/tmp/a.sock", "localhost", "80", "", 0, "localhost", 0 },
+        { "https://127.0.0.1:8443/", "127.0.0.1:8443", "8443", "/", 1, "127.0.0.1", 1 },
+        { "HTTPS://127.0.0.1:443", "127.0.0.1", "443", "", 0, "127.0.0.1", 1 },
+        { "https://127.0.0.1:80", "127.0.0.1:80", "80", "", 0, "127.0.0.1", 1 },
+        { "https://[::1]/a", "[::1]", "443", "/a", 1, "[::1]", 1 },
+        { "https://unix:/tmp/a.sock:/u", "localhost", "443", "/u", 1, "localhost", 1 },
     };
     pt_upstream_main_conf_t umcf;
     memset(&umcf, 0, sizeof(umcf));
@@ -240,12 +246,16 @@ static void test_targets(void)
         is_int(t.has_uri, cases[i].has_uri, "has URI part");
         if (cases[i].has_uri)
             is_strn(t.uri.data, t.uri.len, cases[i].uri, "URI part");
+        is_strn(t.name.data, t.name.len, cases[i].name, "name for SNI and verification");
+        is_int(t.ssl, cases[i].ssl, "https");
     }
     proxy_target_t t;
     pt_str_t url = S("http://backend.invalid");
     ok(target_init(pool, NULL, &umcf, &url, &t) != NULL, "a name needs a resolver at request time");
-    url = S("https://x");
-    ok(target_init(pool, NULL, &umcf, &url, &t) != NULL, "https is refused");
+    url = S("https://backend.invalid");
+    ok(target_init(pool, NULL, &umcf, &url, &t) != NULL, "https: a name needs a resolver too");
+    url = S("ftp://x");
+    ok(target_init(pool, NULL, &umcf, &url, &t) != NULL, "other schemes are refused");
 }
 
 int main(void)
