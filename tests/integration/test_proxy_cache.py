@@ -740,3 +740,37 @@ def test_client_abort_during_fill_releases_the_lock(portico, backends):
     assert status_of(get(p, timeout=20)) == "HIT"
     tmp = [f for f in glob.glob(p.prefix + "/cache/**/.*", recursive=True)]
     assert tmp == []
+
+
+def test_guide_websocket_location_with_cache(portico, ws_echo_backend):
+    """The guide's shared location: server-wide proxy_cache, proxy_cache_bypass
+    $http_upgrade: WebSocket upgrades pass (BYPASS, never stored)."""
+    import asyncio
+    import websockets
+    p = portico("""
+        http {
+            map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+            proxy_cache_path @PREFIX@/cache levels=1:2 keys_zone=my_cache:10m max_size=100m
+                             inactive=60m use_temp_path=off;
+            server {
+                listen 127.0.0.1:@PORT@;
+                proxy_cache my_cache;
+                proxy_cache_valid 200 302 10m;
+                location / {
+                    proxy_pass http://%s;
+                    proxy_http_version 1.1;
+                    proxy_set_header Upgrade $http_upgrade;
+                    proxy_set_header Connection 'upgrade';
+                    proxy_cache_bypass $http_upgrade;
+                }
+            }
+        }""" % ws_echo_backend.addr)
+
+    async def go():
+        for _ in range(2):
+            async with websockets.connect("ws://127.0.0.1:%d/chat" % p.port) as ws:
+                await ws.send("hello")
+                assert await ws.recv() == "hello"
+        return True
+    assert asyncio.new_event_loop().run_until_complete(go())
+    assert len(ws_echo_backend.requests) == 2
