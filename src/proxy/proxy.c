@@ -70,6 +70,7 @@ typedef struct {
     pt_array_t        *redirects;    /* proxy_redirect_t; NULL: default */
     unsigned           redirect_default:1; /* "default" among the entries */
     unsigned           url_ssl:1;    /* proxy_pass may be https: build ssl.ctx */
+    pt_http_cv_t      *ssl_name;     /* proxy_ssl_name with variables; UNSET_PTR */
     pt_tls_upstream_conf_t ssl;      /* proxy_ssl_* (ssl.ctx NULL: no https) */
 } proxy_loc_conf_t;
 
@@ -751,6 +752,8 @@ static int proxy_handler(pt_http_request_t *r)
         }
         u->ssl = &plcf->ssl;
         u->ssl_host = ctx->target->name;
+        if (plcf->ssl_name && pt_http_cv_eval(r, plcf->ssl_name, &u->ssl_host) != 0)
+            return 500;
     }
     u->create_request = create_request;
     u->process_header = process_header;
@@ -1017,6 +1020,28 @@ static const char *redirect_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *co
     return PT_CONF_OK;
 }
 
+/* proxy_ssl_name: a literal goes to the TLS conf; with variables it is
+ * evaluated per request and passed as the host (ssl.name stays empty). */
+static const char *ssl_name_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
+{
+    proxy_loc_conf_t *plcf = conf;
+    pt_str_t *value = cf->args->elts;
+    (void) cmd;
+    if (plcf->ssl.name.data || plcf->ssl_name != PT_CONF_UNSET_PTR)
+        return "is duplicate";
+    pt_http_cv_t *cv = pt_pcalloc(cf->pool, sizeof(*cv));
+    if (cv == NULL || pt_http_cv_compile(cf, &value[1], cv) != 0)
+        return PT_CONF_ERROR;
+    if (cv->is_literal) {
+        plcf->ssl.name = value[1];
+        plcf->ssl_name = NULL;
+    } else {
+        plcf->ssl_name = cv;
+        pt_str_set(&plcf->ssl.name, "");    /* set: no literal inherited */
+    }
+    return PT_CONF_OK;
+}
+
 static const pt_conf_enum_t next_upstream_masks[] = {
     { "error", PT_UPSTREAM_FT_ERROR },
     { "timeout", PT_UPSTREAM_FT_TIMEOUT },
@@ -1108,7 +1133,7 @@ static const pt_command_t proxy_commands[] = {
     /* TLS to upstreams (src/tls/tls.c builds the context) */
     { "proxy_ssl_server_name", CTX_L, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_HTTP_LOC,
       UPSSL(server_name), NULL },
-    { "proxy_ssl_name", CTX_L, 0, 1, 1, pt_conf_set_str, PT_CONF_HTTP_LOC, UPSSL(name), NULL },
+    { "proxy_ssl_name", CTX_L, 0, 1, 1, ssl_name_cmd, PT_CONF_HTTP_LOC, 0, NULL },
     { "proxy_ssl_verify", CTX_L, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_HTTP_LOC,
       UPSSL(verify), NULL },
     { "proxy_ssl_verify_depth", CTX_L, 0, 1, 1, pt_conf_set_num, PT_CONF_HTTP_LOC,
@@ -1158,6 +1183,7 @@ static void *create_loc_conf(pt_conf_t *cf)
     c->redirect = REDIRECT_UNSET;
     c->redirects = PT_CONF_UNSET_PTR;
     pt_tls_upstream_conf_create(&c->ssl);
+    c->ssl_name = PT_CONF_UNSET_PTR;
     return c;
 }
 
@@ -1297,7 +1323,16 @@ static const char *merge_loc_conf(pt_conf_t *cf, void *parent, void *child)
             clcf->handler = proxy_handler;
     }
 
+    if (c->ssl_name == PT_CONF_UNSET_PTR)          /* a literal comes with ssl.name */
+        c->ssl_name = prev->ssl_name == PT_CONF_UNSET_PTR ? NULL : prev->ssl_name;
     pt_tls_upstream_conf_merge(&c->ssl, &prev->ssl);
+    if (c->url_ssl && c->ssl.verify && c->ssl.session_reuse
+        && (c->ssl_name || (c->url_cv && c->ssl.name.len == 0))) {
+        /* the name to verify changes per request, but the TLS code keeps
+         * one session per location and a resumed session skips the name
+         * check: no resumption here (keep-alive still saves handshakes) */
+        c->ssl.session_reuse = 0;
+    }
     if (c->url_ssl && pt_tls_upstream_conf_init(cf, &c->ssl) != 0)
         return PT_CONF_ERROR;
     return PT_CONF_OK;

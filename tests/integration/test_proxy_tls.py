@@ -262,6 +262,29 @@ def test_server_name(portico, https_backend):
     assert get_json(p, "/ip/")["sni"] is None   # no SNI for an address literal
 
 
+def test_ssl_name_with_variables(portico, https_backend, tls_files):
+    b = https_backend()
+    p = portico(conf("""
+        proxy_ssl_server_name on;
+        proxy_ssl_name $http_x_name;
+        proxy_ssl_verify on;
+        proxy_ssl_trusted_certificate %s;
+        location / { proxy_pass https://%s; }
+        location /lit/ { proxy_pass https://%s; proxy_ssl_name localhost; }
+        """ % (tls_files.ca_path, b.addr, b.addr)))
+    j = get_json(p, "/", headers={"X-Name": "test"})
+    assert j["sni"] == "test" and j["host"] == b.addr
+    assert http_get(p.url(), headers={"X-Name": "wrong.example"}).status == 502
+    assert "(62:hostname mismatch)" in p.error_log().lower()
+    assert get_json(p, "/lit/", headers={"X-Name": "wrong.example"})["sni"] == "localhost"
+    # a per-request name is checked on every connection (no session resumed
+    # across names), the literal one resumes
+    for name, status in (("test", 200), ("wrong.example", 502), ("localhost", 200)):
+        assert http_get(p.url(), headers={"X-Name": name}).status == status
+    assert not any(r["reused"] for r in b.requests if r["path"] == "/")
+    assert get_json(p, "/lit/")["reused"]
+
+
 def test_client_certificate(portico, https_backend, tls_files, tmp_path):
     cert = tls_files.ca.issue_cert("client.test")
     cp, kp = tmp_path / "client.crt", tmp_path / "client.key"
