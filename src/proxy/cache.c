@@ -861,6 +861,15 @@ static int serve_entry(cache_ctx_t *ctx)
     ctx->fd = e.fd;
     ctx->serving = 1;
     if (apply_head(r, e.h.status, e.head, e.h.head_len, e.h.body_len) != 0) {
+        /* nothing of the bad head may leak into the backend's response */
+        pt_http_headers_out_t *ho = &r->headers_out;
+        ho->list.nelts = 0;
+        ho->status = 0;
+        ho->status_line.len = 0;
+        ho->content_type.len = 0;
+        ho->content_type.data = NULL;
+        ho->location = ho->server = ho->date = NULL;
+        ho->content_length_n = -1;
         close(ctx->fd);
         ctx->fd = -1;
         ctx->serving = 0;

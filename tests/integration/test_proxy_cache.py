@@ -774,3 +774,21 @@ def test_guide_websocket_location_with_cache(portico, ws_echo_backend):
         return True
     assert asyncio.new_event_loop().run_until_complete(go())
     assert len(ws_echo_backend.requests) == 2
+
+
+def test_damaged_file_is_a_miss(portico, backends):
+    be = Counting(backends, body=lambda req, n: b"n%d" % n)
+    p = portico(conf(be))
+    assert get(p).body == b"n1"
+    files = [f for f in glob.glob(p.prefix + "/cache/*/*/*")]
+    assert len(files) == 1
+    with open(files[0], "r+b") as f:              # same size, garbage head
+        f.seek(60)
+        f.write(b"\xff" * 8)
+    r = get(p)
+    assert r.status == 200 and r.body == b"n2"
+    assert status_of(get(p)) == "HIT"
+    os.unlink(files[0])                             # vanished file
+    r = get(p)
+    assert r.status == 200 and r.body == b"n3" and status_of(r) == "MISS"
+    p.allowed_lines.update(l for l in p.error_log().splitlines() if "[crit]" in l)
