@@ -177,9 +177,10 @@ void pt_conn_close(pt_conn_t *c)
         fn(c);
     }
     if (c->io.fd >= 0) {
-        pt_loop_del_io(&c->io);
-        close(c->io.fd);
-        c->io.fd = -1;
+        /* close() takes the fd out of the epoll set (every socket is opened
+         * with CLOEXEC and never dup'ed, so this is its only reference): no
+         * EPOLL_CTL_DEL; the loop forgets the io's events and timers */
+        pt_loop_close_io(&c->io);
     }
     if (c->pool) {
         pt_pool_destroy(c->pool);

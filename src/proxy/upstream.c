@@ -588,7 +588,16 @@ static void start_tls(pt_upstream_t *u)
 static int stream_fill(pt_upstream_t *u)
 {
     pt_http_request_t *r = u->r;
-    size_t bsize = (size_t) (u->conf->bufs_size > 8192 ? u->conf->bufs_size : 16384);
+    /* one buffer per streamed request: proxy_buffers (number x size), at
+     * least 16 KiB, at most RELAY_READ_MAX (or one proxy_buffers buffer if
+     * that is larger): fewer, larger reads and writes */
+    size_t bsize = (size_t) (u->conf->bufs_num * u->conf->bufs_size);
+    if (bsize < 16384)
+        bsize = 16384;
+    if (bsize > RELAY_READ_MAX)
+        bsize = RELAY_READ_MAX;
+    if ((size_t) u->conf->bufs_size > bsize)
+        bsize = (size_t) u->conf->bufs_size;
     if (u->stream_buf == NULL) {
         u->stream_buf = pt_buf_get(bsize);
         if (u->stream_buf == NULL) {
