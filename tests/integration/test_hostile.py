@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import http_get, parse_responses, raw_request
+from conftest import http_get, http_response, parse_responses, raw_request
 
 ASAN = "asan" in os.environ.get("PORTICO_BIN", "")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -326,7 +326,6 @@ class BigBackend:
         self.b = backends(h)
 
 
-@pytest.mark.skipif(ASAN, reason="sanitizer allocations distort RSS")
 @pytest.mark.parametrize("buffering", ["on", "off"])
 def test_slow_reader_memory_bounded(portico, backends, buffering, tmp_path):
     size = 48 << 20
@@ -361,10 +360,10 @@ def test_slow_reader_memory_bounded(portico, backends, buffering, tmp_path):
     print("\nslow reader, proxy_buffering %s: worker RSS %d KiB -> peak %d KiB "
           "(+%d KiB) for a %d MiB response" % (buffering, before, peak, growth, size >> 20))
     assert got > size, "response incomplete: %d of %d body bytes" % (got, size)
-    assert growth < 8 * 1024, "worker grew %d KiB under one slow reader" % growth
+    if not ASAN:                        # sanitizer allocations distort RSS
+        assert growth < 8 * 1024, "worker grew %d KiB under one slow reader" % growth
 
 
-@pytest.mark.skipif(ASAN, reason="sanitizer allocations distort RSS")
 @pytest.mark.timeout(60)
 def test_2000_idle_keepalive_connections_cost_under_1k_each(portico):
     p = portico("""
@@ -403,7 +402,8 @@ def test_2000_idle_keepalive_connections_cost_under_1k_each(portico):
     per_conn = (after - before) * 1024.0 / n
     print("\n%d idle keep-alive connections: worker RSS %d -> %d KiB, %.0f bytes each"
           % (n, before, after, per_conn))
-    assert per_conn <= 1024, "idle keep-alive connections cost %.0f bytes each" % per_conn
+    if not ASAN:                        # sanitizer allocations distort RSS
+        assert per_conn <= 1024, "idle keep-alive connections cost %.0f bytes each" % per_conn
 
 
 # --------------------------------------------------------------------------
@@ -681,6 +681,7 @@ BAD_REPLIES = {
     "/hugecl": b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nhello",
     "/badstatus": b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok",
     "/nullbyte": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
+    "/manyheaders": b"HTTP/1.1 200 OK\r\n" + b"a: b\r\n" * 10000 + b"Content-Length: 2\r\n\r\nok",
 }
 
 
@@ -853,10 +854,11 @@ def test_h2_streams_never_read_memory_bounded(portico, backends, tmp_path):
         assert peak - before < 32 * 1024
 
 
-@pytest.mark.xfail(reason="BUG: h2_close() (src/http/h2_conn.c) finalizes a started stream "
-                          "directly instead of waking its handler, so the proxy never learns the "
-                          "client left: the upstream connection stays open (held backend, leaked "
-                          "request) and the worker never exits on QUIT")
+@pytest.mark.xfail(reason="BUG: h2_close() (src/http/h2_conn.c, 'requests still running end "
+                          "now') terminates a started stream with pt_http_finalize_request(PT_ERROR) "
+                          "and src/proxy/upstream.c has no hook for a request terminated from the "
+                          "protocol side: the upstream connection stays open (backend held, request "
+                          "leaked) and the worker never exits on QUIT")
 @pytest.mark.parametrize("buffering", ["on", "off"])
 def test_h2_client_gone_releases_upstream(portico, backends, buffering, tmp_path):
     """An h2 client asks for a large proxied response, reads nothing, and
@@ -895,3 +897,26 @@ def test_h2_client_gone_releases_upstream(portico, backends, buffering, tmp_path
         p.stop(timeout=3, check=False)          # stuck worker: do not fail at teardown
         p.kill()
     assert released, "upstream connection still open 3 s after the h2 client left"
+
+
+def test_backend_extra_bytes_never_reach_the_next_client(portico, backends):
+    """Response queue poisoning: a backend sends more than its
+    Content-Length on a keep-alive connection. The extra bytes must never be
+    taken for the answer to a later request (the connection is not reused)."""
+    def h(req, c, bb):
+        if req.path == "/poison":
+            return (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPWNED!")
+        return http_response(200, b"clean")
+    b = backends(h)
+    p = portico("""
+        http {
+            upstream up { server %s; keepalive 2; }
+            server { listen 127.0.0.1:@PORT@;
+                location / { proxy_pass http://up; proxy_http_version 1.1;
+                             proxy_set_header Connection ""; } } }""" % b.addr)
+    bodies = []
+    for i in range(4):
+        bodies.append(http_get(p.url(path="/poison")).body)
+        bodies.append(http_get(p.url(path="/clean%d" % i)).body)
+    assert bodies == [b"ok", b"clean"] * 4, bodies
