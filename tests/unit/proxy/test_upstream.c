@@ -1,5 +1,6 @@
 /* upstream.c: the in-place chunked relay (dechunk) in every split of its
- * input, and the framing checks of a response head (scan_framing). */
+ * input, the framing checks of a response head (scan_framing), the size of
+ * a body read (relay_read_size). */
 #include "../../../src/proxy/upstream.c"
 
 #include "tap.h"
@@ -105,8 +106,21 @@ static void test_framing(void)
        && u.headers_in.connection_close, "Connection: close token");
 }
 
+/* The body read size: proxy_buffers' room beside what the writer holds, at
+ * least one buffer, at most RELAY_READ_MAX (or one buffer if larger). */
+static void test_relay_read_size(void)
+{
+    is_int(relay_read_size(8 * 4096, 4096, 0), 8 * 4096, "8 x 4k, writer empty: 32k");
+    is_int(relay_read_size(8 * 4096, 4096, 10000), 8 * 4096 - 10000, "the writer's bytes count");
+    is_int(relay_read_size(8 * 4096, 4096, 8 * 4096 - 100), 4096, "at least one buffer");
+    is_int(relay_read_size(8 * 4096, 4096, 1 << 20), 4096, "writer over the limit: one buffer");
+    is_int(relay_read_size(64 * 8192, 8192, 0), RELAY_READ_MAX, "capped at RELAY_READ_MAX");
+    is_int(relay_read_size(2 * (1 << 20), 1 << 20, 0), 1 << 20, "one buffer larger than the cap");
+}
+
 int main(void)
 {
+    subtest("relay read size", test_relay_read_size);
     subtest("dechunk splits", test_dechunk_splits);
     subtest("dechunk errors", test_dechunk_errors);
     subtest("framing", test_framing);
