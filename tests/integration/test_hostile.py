@@ -920,3 +920,46 @@ def test_backend_extra_bytes_never_reach_the_next_client(portico, backends):
         bodies.append(http_get(p.url(path="/poison")).body)
         bodies.append(http_get(p.url(path="/clean%d" % i)).body)
     assert bodies == [b"ok", b"clean"] * 4, bodies
+
+
+@pytest.mark.parametrize("buffering", [
+    "on",
+    pytest.param("off", marks=pytest.mark.xfail(
+        reason="BUG: src/proxy/upstream.c on_client_read()/on_client_write() ignore "
+               "r->aborted: a reset h2 stream whose response is held (proxy_buffering off) "
+               "keeps its upstream connection until the backend finishes")),
+])
+def test_h2_stream_reset_releases_upstream(portico, backends, buffering, tmp_path):
+    """The client resets one stream of a large proxied response it does not
+    read (the connection stays open): the proxy closes that upstream
+    connection and the connection goes on serving other streams."""
+    state = {"closed_at": None}
+    size = 16 << 20
+
+    def h(req, c, bb):
+        try:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            block = b"g" * 65536
+            for _ in range(size // len(block)):
+                c.sendall(block)
+        except OSError:
+            state["closed_at"] = time.monotonic()
+        return None
+    b = backends(h)
+    p = portico("""
+        http { server { listen 127.0.0.1:@PORT@; http2 on;
+            location / { proxy_pass http://%s; proxy_buffering %s;
+                         proxy_max_temp_file_size 1m; proxy_temp_path %s; }
+            location /ok { return 200 "ok"; } } }""" % (b.addr, buffering, tmp_path))
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    s.connect(("127.0.0.1", p.port))
+    s.sendall(PREFACE + h2_frame(4, 0, 0, b"") + h2_frame(1, 0x5, 1, H2_GET))
+    time.sleep(0.5)
+    s.sendall(h2_frame(3, 0, 1, b"\x00\x00\x00\x08"))           # RST_STREAM CANCEL
+    deadline = time.monotonic() + 3.0
+    while state["closed_at"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    s.close()
+    assert state["closed_at"] is not None, "upstream still open 3 s after RST_STREAM"
+    assert h2_ok(p.port)
