@@ -714,6 +714,20 @@ static int process_header(pt_upstream_t *u)
 /* ------------------------------------------------------------------------ */
 /* The content handler                                                       */
 
+/* The request's pool is going away: if the upstream side was never ended
+ * (an HTTP/2 connection closed with streams waiting on their backends, a
+ * forced close), end it now. Its connection's events and timers point to u,
+ * which lives in this pool, and the peer, the spool and body files are held.
+ * The request itself is over: r->done makes the finalize inside a no-op. */
+static void upstream_cleanup(void *data)
+{
+    pt_upstream_t *u = data;
+    if (u->finished)
+        return;
+    u->r->done = 1;
+    pt__upstream_finalize(u, PT_ERROR);
+}
+
 static int proxy_handler(pt_http_request_t *r)
 {
     proxy_loc_conf_t *plcf = pt_http_get_module_loc_conf(r, pt_http_proxy_module);
@@ -742,7 +756,7 @@ static int proxy_handler(pt_http_request_t *r)
     }
 
     pt_upstream_t *u = pt_upstream_create(r, &plcf->up, ctx->target->group);
-    if (u == NULL)
+    if (u == NULL || pt_pool_cleanup_add(r->pool, upstream_cleanup, u) != 0)
         return 500;
     if (ctx->target->ssl) {
         if (plcf->ssl.ctx == NULL) {
