@@ -1319,7 +1319,15 @@ static void h2_close(h2_conn_t *h2c)
         s->closed = 1;
         s->r->aborted = 1;
         if (!s->finalized && s->started) {
-            pt_http_finalize_request(s->r, PT_ERROR);
+            /* the handler learns of the abort first (the proxy releases
+             * its upstream), as on RST_STREAM and in HTTP/1.1 */
+            pt_http_request_t *r = s->r;
+            if (r->write_event_handler)
+                r->write_event_handler(r);
+            else if (r->read_event_handler)
+                r->read_event_handler(r);
+            if (!s->finalized)
+                pt_http_finalize_request(r, PT_ERROR);
         } else if (!s->finalized) {
             s->finalized = 1;
             s->logged = 1;
