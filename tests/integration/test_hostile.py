@@ -854,11 +854,11 @@ def test_h2_streams_never_read_memory_bounded(portico, backends, tmp_path):
         assert peak - before < 32 * 1024
 
 
-@pytest.mark.xfail(reason="BUG: h2_close() (src/http/h2_conn.c, 'requests still running end "
-                          "now') terminates a started stream with pt_http_finalize_request(PT_ERROR) "
-                          "and src/proxy/upstream.c has no hook for a request terminated from the "
-                          "protocol side: the upstream connection stays open (backend held, request "
-                          "leaked) and the worker never exits on QUIT")
+@pytest.mark.xfail(reason="BUG (half fixed): h2_close() in src/http/h2_conn.c now wakes the "
+                          "stream handlers; src/proxy/upstream.c's handlers must also end the "
+                          "upstream when r->aborted (client_aborted(), in progress). Until then the "
+                          "upstream connection stays open and the worker never exits on QUIT. "
+                          "Remove this marker when it XPASSes.")
 @pytest.mark.parametrize("buffering", ["on", "off"])
 def test_h2_client_gone_releases_upstream(portico, backends, buffering, tmp_path):
     """An h2 client asks for a large proxied response, reads nothing, and
@@ -927,7 +927,8 @@ def test_backend_extra_bytes_never_reach_the_next_client(portico, backends):
     pytest.param("off", marks=pytest.mark.xfail(
         reason="BUG: src/proxy/upstream.c on_client_read()/on_client_write() ignore "
                "r->aborted: a reset h2 stream whose response is held (proxy_buffering off) "
-               "keeps its upstream connection until the backend finishes")),
+               "keeps its upstream connection until the backend finishes (fix in progress: "
+               "client_aborted()); remove this marker when it XPASSes")),
 ])
 def test_h2_stream_reset_releases_upstream(portico, backends, buffering, tmp_path):
     """The client resets one stream of a large proxied response it does not
