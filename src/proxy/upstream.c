@@ -380,10 +380,25 @@ int pt_upstream_start(pt_upstream_t *u)
 /* ------------------------------------------------------------------------ */
 /* Client events                                                             */
 
+/* The request was terminated under the upstream (an HTTP/2 stream reset by
+ * the client, a send timeout): nothing more can reach the client, so the
+ * backend side ends now rather than when the backend finishes (with the
+ * read timer stopped while the writer is full, that could be never). */
+static int client_aborted(pt_upstream_t *u)
+{
+    if (!u->r->aborted || (u->conf->ignore_client_abort && !u->header_done))
+        return 0;
+    client_gone(u, u->header_done ? "sending response to client"
+                                  : "waiting for upstream response");
+    return 1;
+}
+
 static void on_client_read(pt_http_request_t *r)
 {
     pt_upstream_t *u = r->upstream;
     if (u == NULL || u->finished)
+        return;
+    if (client_aborted(u))
         return;
     if (u->body_wait) {
         u->body_wait = 0;
@@ -418,6 +433,8 @@ static void on_client_write(pt_http_request_t *r)
 {
     pt_upstream_t *u = r->upstream;
     if (u == NULL || u->finished)
+        return;
+    if (client_aborted(u))
         return;
     if (u->tunnel_wait) {
         read_response_head(u);      /* resumes the 101 hand-over */

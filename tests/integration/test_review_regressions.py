@@ -44,3 +44,42 @@ def test_h2_client_closes_while_proxying(portico, slow_backend):
     assert r.status == 200
     log = p.error_log()
     assert "AddressSanitizer" not in log and "AddressSanitizer" not in p.stderr_text()
+
+
+def test_h2_reset_of_held_stream_closes_upstream(portico, backends):
+    """proxy_buffering off, the client stops reading (its socket fills) and then
+    resets the stream: the upstream connection must close at once, not when
+    the backend finishes (the read timer is off while the writer is full, so
+    that could be never)."""
+    state = {"closed_at": None}
+    size = 16 << 20
+
+    def h(req, c, bb):
+        try:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            block = b"r" * 65536
+            for _ in range(size // len(block)):
+                c.sendall(block)
+        except OSError:
+            state["closed_at"] = time.monotonic()
+        return None
+    b = backends(h)
+    p = portico('''
+        http { server { listen 127.0.0.1:@PORT@ http2;
+            location / { proxy_pass http://%s; proxy_buffering off; } } }''' % b.addr)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)   # never read: TCP stalls
+    s.connect(("127.0.0.1", p.port))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                          (":authority", "localhost")], end_stream=True)
+    s.sendall(conn.data_to_send())
+    time.sleep(0.5)
+    conn.reset_stream(1)
+    s.sendall(conn.data_to_send())
+    deadline = time.monotonic() + 3.0
+    while state["closed_at"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    s.close()
+    assert state["closed_at"] is not None, "upstream still open 3 s after RST_STREAM"
