@@ -83,3 +83,38 @@ def test_h2_reset_of_held_stream_closes_upstream(portico, backends):
         time.sleep(0.05)
     s.close()
     assert state["closed_at"] is not None, "upstream still open 3 s after RST_STREAM"
+
+
+def test_h1_send_timeout_while_relaying_closes_upstream(portico, backends):
+    """HTTP/1.1 send_timeout fires while the proxy relays an unbuffered body
+    to a client that does not read: the request ends at once (408 path) and
+    the upstream connection with it, not later on a recycled request pool."""
+    state = {"closed_at": None}
+    size = 64 << 20
+
+    def h(req, c, bb):
+        try:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            block = b"t" * 65536
+            for _ in range(size // len(block)):
+                c.sendall(block)
+        except OSError:
+            state["closed_at"] = time.monotonic()
+        return None
+    b = backends(h)
+    p = portico('''
+        http { server { listen 127.0.0.1:@PORT@; send_timeout 1s;
+            location / { proxy_pass http://%s; proxy_buffering off; }
+            location /ok { return 200 "ok"; } } }''' % b.addr)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    s.connect(("127.0.0.1", p.port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = time.monotonic() + 5.0
+    while state["closed_at"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    s.close()
+    assert state["closed_at"] is not None, "upstream still open after send_timeout"
+    r = http_get(p.url(path="/ok"))
+    assert r.status == 200
+    assert "AddressSanitizer" not in p.stderr_text()
