@@ -30,8 +30,14 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # --------------------------------------------------------------------------
 
 def worker_rss_kib(p):
-    """VmRSS of the (single) worker, KiB."""
-    w = p.workers()[0]
+    """VmRSS of the (single) worker, KiB (waits for the worker: under a
+    sanitizer it may not have been forked yet when the port answers)."""
+    ws = p.workers()
+    deadline = time.monotonic() + 5
+    while not ws and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ws = p.workers()
+    w = ws[0]
     with open("/proc/%d/status" % w) as f:
         for line in f:
             if line.startswith("VmRSS:"):
