@@ -954,6 +954,9 @@ static const char *http_block(pt_conf_t *cf, const pt_command_t *cmd, void *conf
     cycle->http_ctx = ctx;
 
     const char *rv = PT_CONF_ERROR;
+    pt_http_header_filter_cb saved_header_filter = NULL;
+    pt_http_body_filter_cb saved_body_filter = NULL;
+    int filters_reset = 0;
     for (size_t i = 0; i < nm; i++) {
         pt_module_t *m = cycle->modules[i];
         if (m->preconfiguration && m->preconfiguration(cf) != 0)
@@ -996,7 +999,14 @@ static const char *http_block(pt_conf_t *cf, const pt_command_t *cmd, void *conf
 
     /* Filter modules chain themselves in postconfiguration; a reload parses
      * again in the same (master) process, so start from the bare writer or a
-     * filter would find itself at the top and call itself forever. */
+     * filter would find itself at the top and call itself forever. A reload
+     * that fails from here on puts the running configuration's tops back
+     * (the chain below them is rebuilt identically: same modules, same
+     * order), or a worker the master respawns later would run with a
+     * partial chain (no add_header, gzip or cache store). */
+    saved_header_filter = pt_http_top_header_filter;
+    saved_body_filter = pt_http_top_body_filter;
+    filters_reset = 1;
     pt_http_filters_reset();
 
     for (size_t i = 0; i < nm; i++) {
@@ -1019,8 +1029,13 @@ static const char *http_block(pt_conf_t *cf, const pt_command_t *cmd, void *conf
 done:
     cf->ctx = save_ctx;
     cf->http_ctx = save_http;
-    if (rv != PT_CONF_OK)
+    if (rv != PT_CONF_OK) {
         cycle->http_ctx = NULL;
+        if (filters_reset) {
+            pt_http_top_header_filter = saved_header_filter;
+            pt_http_top_body_filter = saved_body_filter;
+        }
+    }
     return rv;
 }
 
