@@ -860,16 +860,13 @@ def test_h2_streams_never_read_memory_bounded(portico, backends, tmp_path):
         assert peak - before < 32 * 1024
 
 
-@pytest.mark.xfail(reason="BUG (half fixed): h2_close() in src/http/h2_conn.c now wakes the "
-                          "stream handlers; src/proxy/upstream.c's handlers must also end the "
-                          "upstream when r->aborted (client_aborted(), in progress). Until then the "
-                          "upstream connection stays open and the worker never exits on QUIT. "
-                          "Remove this marker when it XPASSes.")
 @pytest.mark.parametrize("buffering", ["on", "off"])
 def test_h2_client_gone_releases_upstream(portico, backends, buffering, tmp_path):
     """An h2 client asks for a large proxied response, reads nothing, and
     closes: the proxy must close the upstream connection (the backend sees
-    its writes fail) and the worker must still stop gracefully."""
+    its writes fail) and the worker must still stop gracefully.
+    (Was a bug: h2_close() terminated running streams without waking their
+    handlers, so the upstream stayed open and QUIT never finished.)"""
     state = {"closed_at": None}
     size = 16 << 20
 
@@ -928,14 +925,7 @@ def test_backend_extra_bytes_never_reach_the_next_client(portico, backends):
     assert bodies == [b"ok", b"clean"] * 4, bodies
 
 
-@pytest.mark.parametrize("buffering", [
-    "on",
-    pytest.param("off", marks=pytest.mark.xfail(
-        reason="BUG: src/proxy/upstream.c on_client_read()/on_client_write() ignore "
-               "r->aborted: a reset h2 stream whose response is held (proxy_buffering off) "
-               "keeps its upstream connection until the backend finishes (fix in progress: "
-               "client_aborted()); remove this marker when it XPASSes")),
-])
+@pytest.mark.parametrize("buffering", ["on", "off"])
 def test_h2_stream_reset_releases_upstream(portico, backends, buffering, tmp_path):
     """The client resets one stream of a large proxied response it does not
     read (the connection stays open): the proxy closes that upstream
