@@ -1387,8 +1387,12 @@ int pt_http_regex_exec(pt_http_request_t *r, const pt_http_regex_t *re, const pt
                 return -1;
         }
     } else {
-        /* a regex compiled outside this configuration (tests) */
-        int *c = pt_palloc(r->pool, 2 * need * sizeof(int));
+        /* a regex compiled outside this configuration (tests); never
+         * smaller than what the branch above assumes it can reuse */
+        size_t pairs_n = need;
+        if (cmcf && cmcf->ncaptures + 1 > pairs_n)
+            pairs_n = cmcf->ncaptures + 1;
+        int *c = pt_palloc(r->pool, 2 * pairs_n * sizeof(int));
         if (c == NULL)
             return -1;
         r->captures = c;
