@@ -619,7 +619,15 @@ static int process_header(pt_upstream_t *u)
         char *p = pt_pnalloc(r->pool, res->reason.len + 4);
         if (p == NULL)
             return 500;
-        snprintf(p, 5, "%03d ", status);
+        if (status >= 100 && status <= 999) {
+            /* by hand: snprintf here cost hundreds of instructions per request */
+            p[0] = (char) ('0' + status / 100);
+            p[1] = (char) ('0' + status / 10 % 10);
+            p[2] = (char) ('0' + status % 10);
+            p[3] = ' ';
+        } else {
+            snprintf(p, 5, "%03d ", status);
+        }
         memcpy(p + 4, res->reason.data, res->reason.len);
         ho->status_line.data = p;
         ho->status_line.len = res->reason.len + 4;
