@@ -347,25 +347,29 @@ def test_slow_reader_memory_bounded(portico, backends, buffering, tmp_path):
     s.connect(("127.0.0.1", p.port))
     s.settimeout(10)
     s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-    got = 0
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        assert chunk, "no response head"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    got = 0                                    # body bytes
     peak = before
     t0 = time.monotonic()
     while time.monotonic() - t0 < 2.0:         # slow: ~16 KiB per 20 ms
         got += len(s.recv(16384))
         time.sleep(0.02)
         peak = max(peak, worker_rss_kib(p))
-    while True:                                # then take the rest at once
+    while got < size:                          # then take the rest at once
         chunk = s.recv(1 << 20)
         if not chunk:
             break
         got += len(chunk)
-        if got >= size:
-            break
     s.close()
     growth = peak - before
     print("\nslow reader, proxy_buffering %s: worker RSS %d KiB -> peak %d KiB "
           "(+%d KiB) for a %d MiB response" % (buffering, before, peak, growth, size >> 20))
-    assert got > size, "response incomplete: %d of %d body bytes" % (got, size)
+    assert got == size, "response incomplete: %d of %d body bytes" % (got, size)
     if not ASAN:                        # sanitizer allocations distort RSS
         assert growth < 8 * 1024, "worker grew %d KiB under one slow reader" % growth
 
