@@ -104,10 +104,10 @@ FUZZ_CFLAGS := -std=c17 -g -O1 $(DEFS) -Wall -Wextra -Werror -Wno-unused-paramet
 FUZZ_OBJS := $(LIB_SRCS:%.c=build/fuzz-obj/%.o) $(GEN_SRCS:build/gen/%.c=build/fuzz-obj/gen/%.o)
 build/fuzz-obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	clang $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c -o $@ $<
 build/fuzz-obj/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	clang $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c -o $@ $<
 build/libportico-fuzz.a: $(FUZZ_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
