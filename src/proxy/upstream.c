@@ -1593,7 +1593,8 @@ static void relay_body(pt_upstream_t *u)
                 log_upstream(u, PT_LOG_ERR, 0, "upstream sent invalid chunked response");
                 u->failed = 1;
                 close_upstream_conn(u);
-                pt__upstream_finalize(u, PT_ERROR);
+                /* nothing reached the client yet (buffered): a 502 page */
+                pt__upstream_finalize(u, u->r->header_sent ? PT_ERROR : 502);
                 return;
             }
             if (rc == PT_H1_DONE)
