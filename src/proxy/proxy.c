@@ -654,19 +654,19 @@ static int process_header(pt_upstream_t *u)
             continue;            /* named in Connection: hop-by-hop */
         if (is_hop_by_hop(h, hash))
             continue;
+        /* read before the hide list: X-Accel-Buffering is hidden by default
+         * yet still switches buffering, as nginx */
+        if (pt_str_caseeq_lit(n, "x-accel-buffering")
+            && !(plcf->ignore_headers & IGN_X_ACCEL_BUFFERING)) {
+            if (pt_str_caseeq_lit(&h->value, "no"))
+                u->buffering = 0;
+            else if (pt_str_caseeq_lit(&h->value, "yes"))
+                u->buffering = 1;
+        }
         if (is_hidden(plcf, n))
             continue;
         if (pt_str_caseeq_lit(n, "content-type")) {
             ho->content_type = h->value;
-            continue;
-        }
-        if (pt_str_caseeq_lit(n, "x-accel-buffering")) {
-            if (!(plcf->ignore_headers & IGN_X_ACCEL_BUFFERING)) {
-                if (pt_str_caseeq_lit(&h->value, "no"))
-                    u->buffering = 0;
-                else if (pt_str_caseeq_lit(&h->value, "yes"))
-                    u->buffering = 1;
-            }
             continue;
         }
         if (pt_str_caseeq_lit(n, "location")) {
