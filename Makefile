@@ -6,6 +6,10 @@ PREFIX  ?= /usr/local/portico
 VERSION := 0.1.0
 CC      ?= cc
 PY      ?= /usr/bin/python3
+# A failed integration test is run once more (pytest-rerunfailures); every
+# rerun is listed in build/test-results/reruns.txt and counted on the closing
+# line, so a flaky test stays visible.  `make test PYTEST_RERUNS=` turns it off.
+PYTEST_RERUNS ?= -p rerun_log --reruns 1 --reruns-delay 2
 
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wpointer-arith -Wvla
 DEFS    := -D_GNU_SOURCE -DPT_VERSION='"$(VERSION)"' -DPT_PREFIX='"$(PREFIX)/"' \
@@ -89,13 +93,15 @@ test-unit: unit
 
 test-integration: build/portico
 	@mkdir -p build/test-results
-	PORTICO_BIN=$(CURDIR)/build/portico $(PY) -m pytest tests/integration \
-	  --junitxml=build/test-results/integration.xml $(PYTEST_ARGS)
+	PORTICO_BIN=$(CURDIR)/build/portico PORTICO_RERUN_LOG=$(CURDIR)/build/test-results/reruns.txt PYTHONPATH=$(CURDIR)/tests/integration \
+	  $(PY) -m pytest tests/integration \
+	  --junitxml=build/test-results/integration.xml $(PYTEST_RERUNS) $(PYTEST_ARGS)
 
 test-asan: build/asan/portico
 	@mkdir -p build/test-results
-	PORTICO_BIN=$(CURDIR)/build/asan/portico $(PY) -m pytest tests/integration \
-	  --junitxml=build/test-results/integration-asan.xml $(PYTEST_ARGS)
+	PORTICO_BIN=$(CURDIR)/build/asan/portico PORTICO_RERUN_LOG=$(CURDIR)/build/test-results/reruns.txt PYTHONPATH=$(CURDIR)/tests/integration \
+	  $(PY) -m pytest tests/integration \
+	  --junitxml=build/test-results/integration-asan.xml $(PYTEST_RERUNS) $(PYTEST_ARGS)
 
 # libFuzzer targets (clang): the library is built once with fuzzer
 # instrumentation, then each fuzz/fuzz_*.c links against it.

@@ -21,5 +21,14 @@ for path in sorted(glob.glob("build/test-results/*.counts")):
         p, fl = f.read().split()
         passed += int(p)
         failed += int(fl)
-print(f"portico: {passed} passed, {failed} failed, {skipped} skipped")
+reruns = []
+try:
+    with open("build/test-results/reruns.txt") as f:
+        reruns = [line.rstrip("\n") for line in f if line.strip()]
+except FileNotFoundError:
+    pass
+for line in reruns:
+    print(f"rerun: {line}")
+note = f" ({len(reruns)} rerun(s): a flaky test, listed above)" if reruns else ""
+print(f"portico: {passed} passed, {failed} failed, {skipped} skipped{note}")
 sys.exit(1 if failed else 0)
