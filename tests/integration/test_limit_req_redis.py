@@ -357,3 +357,40 @@ def test_config(tmp_path):
         limit_req_redis unix:/run/redis.sock timeout=50ms prefix=x: password=p db=2;
         limit_req_zone $binary_remote_addr zone=one:1m rate=1r/s sync; }""")
     assert rc == 0 and "limit_req_redis" not in err, err
+
+
+def test_client_leaves_while_redis_decides(portico, redis):
+    # Redis stalled with a long timeout: the request waits suspended; the
+    # client goes away (499 in the access log), then Redis answers late and
+    # the reply is dropped; the worker goes on serving
+    r = redis()
+    p = portico(conf(r.address, params="timeout=30s"), files=HTML)
+    assert get(p, "warm") == 200
+    os.kill(r.proc.pid, signal.SIGSTOP)
+    try:
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+        s.sendall(b"GET /?k=gone HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        s.close()
+        deadline = time.monotonic() + 20
+        while "gone 499" not in p.access_log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "gone 499" in p.access_log(), p.access_log()
+    finally:
+        os.kill(r.proc.pid, signal.SIGCONT)
+    # the late reply (accounting "gone" in Redis) reaches nobody
+    assert [get(p, "next"), get(p, "next")] == [200, 429]
+    assert r.call("EXISTS", "portico:limit_req:shared:gone") == 1
+    assert "redis" not in p.error_log()
+
+
+def test_reload_keeps_sharing(portico, redis):
+    # new workers after a reload open their own connections; the buckets are
+    # in Redis, so a key limited before the reload is still limited after it
+    r = redis()
+    p = portico(conf(r.address), workers=2, files=HTML)
+    assert [get(p, "rl"), get(p, "rl")] == [200, 429]
+    p.reload(conf(r.address, limit_args="burst=1 nodelay"))
+    # burst 1 now: the bucket still holds the request from before the reload
+    # (a request sees excess ~1.000, within the burst), then it is full
+    assert [get(p, "rl"), get(p, "rl")] == [200, 429]
