@@ -394,3 +394,22 @@ def test_reload_keeps_sharing(portico, redis):
     # burst 1 now: the bucket still holds the request from before the reload
     # (a request sees excess ~1.000, within the burst), then it is full
     assert [get(p, "rl"), get(p, "rl")] == [200, 429]
+
+
+def test_http2_streams_share_the_redis_bucket(portico, redis):
+    # over HTTP/2 each stream is a request waiting for Redis on its own; four
+    # streams of one key on one connection, plus one on another instance:
+    # exactly one of the five passes
+    if shutil.which("nghttp") is None:
+        pytest.skip("nghttp is not installed")
+    r = redis()
+    text = conf(r.address).replace("listen 127.0.0.1:@PORT@;",
+                                   "listen 127.0.0.1:@PORT@; http2 on;")
+    a = portico(text, files=HTML)
+    b = portico(text, files=HTML)
+    cp = subprocess.run(["nghttp", "-nv"] + [a.url(path="/?k=h2&i=%d" % i) for i in range(4)],
+                        capture_output=True, timeout=30)
+    out = cp.stdout.decode("latin-1")
+    statuses = sorted(re.findall(r":status: (\d+)", out))
+    assert statuses == ["200", "429", "429", "429"], out[-2000:]
+    assert get(b, "h2") == 429
