@@ -275,7 +275,7 @@ def test_redis_stalled_times_out_to_local(portico, redis):
         # the command waits 300 ms, then the request is limited locally
         assert get(p, "stall") == 200
         assert get(p, "stall") == 429
-        m = wait_log(p, r"\[error\] .*redis unix:\S+ timed out; .*use local limits")
+        m = wait_log(p, r"\[error\] .*redis unix:\S+ (connection )?timed out; .*use local limits")
         assert m, p.error_log()[-2000:]
     finally:
         os.kill(r.proc.pid, signal.SIGCONT)
