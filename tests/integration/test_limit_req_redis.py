@@ -390,7 +390,14 @@ def test_reload_keeps_sharing(portico, redis):
     r = redis()
     p = portico(conf(r.address), workers=2, files=HTML)
     assert [get(p, "rl"), get(p, "rl")] == [200, 429]
+    old = set(p.workers())
     p.reload(conf(r.address, limit_args="burst=1 nodelay"))
+    # old workers may accept for a moment after the new ones are up: wait
+    # until they are gone, so every request below sees the new burst
+    deadline = time.monotonic() + 30
+    while old & set(p.workers()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not old & set(p.workers())
     # burst 1 now: the bucket still holds the request from before the reload
     # (a request sees excess ~1.000, within the burst), then it is full
     assert [get(p, "rl"), get(p, "rl")] == [200, 429]
