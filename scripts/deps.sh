@@ -10,6 +10,7 @@ PKGS=(
   curl openssl nghttp2-client
   python3 python3-pytest python3-httpx python3-h2 python3-websockets python3-trustme
   python3-pytest-rerunfailures
+  redis-server
 )
 if [ "${1:-}" = "--bench" ]; then
   PKGS+=(wrk nginx-light haproxy valgrind)

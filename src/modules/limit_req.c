@@ -26,9 +26,11 @@
  * drops the least recently used one. A zone of the same name and size keeps
  * its state across a reload (its key must not change, as nginx).
  *
- * The per-zone check sits behind limit_req_backend_t: today the shared
- * memory one; a cluster-wide store (Redis) is another implementation of the
- * same three calls.
+ * The per-zone check sits behind limit_req_backend_t (the shared memory
+ * one). A zone declared with `sync` keeps its buckets in Redis instead when
+ * http {} has `limit_req_redis` (limit_req_redis.c is the client): every
+ * Portico pointing at that Redis shares one budget per key. See "Cluster-wide
+ * zones" below for the protocol, the clock and the failure rules.
  *
  * A delayed request is suspended with a timer (PT_AGAIN); when it fires the
  * phases run again and this handler declines (the request was limited once).
@@ -45,6 +47,7 @@
 #include "../http/core.h"
 #include "../http/request.h"
 #include "../http/variables.h"
+#include "limit_req_redis.h"
 
 extern pt_module_t pt_http_limit_req_module;
 
@@ -188,7 +191,7 @@ struct limit_req_zone_s {
     pt_shm_zone_t             *shm;
     pt_http_cv_t               key;
     uint64_t                   rate;       /* milli-requests per second */
-    unsigned                   sync:1;     /* accepted: for the cluster-wide backend */
+    unsigned                   sync:1;     /* shared through limit_req_redis */
     const limit_req_backend_t *backend;
     pt_slab_pool_t            *sp;         /* set when the zone is mapped */
     lr_shctx_t                *sh;
@@ -409,13 +412,31 @@ typedef struct {
     int        dry_run;         /* limit_req_dry_run (off) */
 } limit_req_conf_t;
 
-/* A delayed request. */
+/* limit_req_redis (http main conf). */
 typedef struct {
-    pt_event_t         ev;
+    pt_redis_conf_t rc;
+    unsigned        configured:1;
+    pt_redis_t     *client;     /* per worker, created at init_worker */
+} lr_main_conf_t;
+
+/* Per-request state: a wait for Redis, then perhaps a delay. */
+enum { LRC_NONE = 0, LRC_WAIT, LRC_REPLY, LRC_FAILED };
+
+typedef struct {
+    pt_event_t         ev;          /* the delay timer */
     pt_http_request_t *r;
     pt_http_event_cb   saved_read;
     pt_http_event_cb   saved_write;
-} lr_delay_t;
+    int                state;       /* LRC_* (Redis) */
+    pt_redis_cmd_t    *cmd;         /* pending Redis command */
+    limit_req_limit_t *limits;      /* the location's limits */
+    void             **refs;        /* local limits held while Redis decides */
+    size_t             n;           /* entries of refs (the location's limits) */
+    size_t             nremote;     /* keys sent to Redis */
+    size_t            *remote;      /* the limit index of each key sent */
+    int64_t           *excess;      /* reply: the excess each key sees */
+    size_t             rejected;    /* reply: 1 + the key over its burst; 0: none */
+} lr_ctx_t;
 
 static int zone_init(pt_shm_zone_t *shm, void *old_data)
 {
@@ -587,6 +608,28 @@ static const char *limit_req_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *c
     return PT_CONF_OK;
 }
 
+/* limit_req_redis ADDRESS[:PORT]|unix:PATH [timeout=T] [prefix=STR]
+ *                 [password=STR] [db=N] */
+static const char *limit_req_redis_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
+{
+    lr_main_conf_t *mcf = conf;
+    pt_str_t *value = cf->args->elts;
+    if (mcf->configured)
+        return "is duplicate";
+    const char *err = pt_redis_conf_parse(&mcf->rc, &value[1], cf->args->nelts - 1);
+    if (err != NULL) {
+        pt_conf_error(cf, PT_LOG_EMERG, 0, "%s", err);
+        return PT_CONF_ERROR;
+    }
+    mcf->configured = 1;
+    return PT_CONF_OK;
+}
+
+static void *create_main_conf(pt_conf_t *cf)
+{
+    return pt_pcalloc(cf->pool, sizeof(lr_main_conf_t));
+}
+
 static void *create_loc_conf(pt_conf_t *cf)
 {
     limit_req_conf_t *conf = pt_pcalloc(cf->pool, sizeof(*conf));
@@ -625,16 +668,42 @@ static void release_held(limit_req_limit_t *limits, void **refs, size_t n)
     }
 }
 
-static void delay_cleanup(void *data)
+/* The request ends (normally or not): nothing of it may stay armed, pending
+ * or held. */
+static void ctx_cleanup(void *data)
 {
-    lr_delay_t *d = data;
-    if (d->ev.timer_set)
-        pt_timer_del(&d->ev);
+    lr_ctx_t *ctx = data;
+    if (ctx->ev.timer_set)
+        pt_timer_del(&ctx->ev);
+    if (ctx->cmd != NULL) {
+        pt_redis_cancel(ctx->cmd);
+        ctx->cmd = NULL;
+    }
+    if (ctx->refs != NULL) {
+        release_held(ctx->limits, ctx->refs, ctx->n);
+        ctx->refs = NULL;
+    }
+}
+
+static lr_ctx_t *ctx_get(pt_http_request_t *r)
+{
+    lr_ctx_t *ctx = pt_http_get_module_ctx(r, pt_http_limit_req_module);
+    if (ctx != NULL)
+        return ctx;
+    ctx = pt_pcalloc(r->pool, sizeof(*ctx));
+    if (ctx == NULL || pt_pool_cleanup_add(r->pool, ctx_cleanup, ctx) != 0)
+        return NULL;
+    ctx->r = r;
+    ctx->ev.handler = NULL;
+    ctx->ev.data = ctx;
+    ctx->ev.timer_index = SIZE_MAX;
+    pt_http_set_ctx(r, ctx, pt_http_limit_req_module);
+    return ctx;
 }
 
 static void on_delay_timer(pt_event_t *ev)
 {
-    lr_delay_t *d = ev->data;
+    lr_ctx_t *d = ev->data;
     pt_http_request_t *r = d->r;
 
     r->read_event_handler = d->saved_read;
@@ -645,10 +714,11 @@ static void on_delay_timer(pt_event_t *ev)
     pt_http_core_run_phases(r);
 }
 
-/* While delayed: a client that goes away ends the request (499). */
+/* While delayed or waiting for Redis: a client that goes away ends the
+ * request (499). */
 static void on_delay_read(pt_http_request_t *r)
 {
-    lr_delay_t *d = pt_http_get_module_ctx(r, pt_http_limit_req_module);
+    lr_ctx_t *d = pt_http_get_module_ctx(r, pt_http_limit_req_module);
     pt_conn_t *c = r->connection;
     int gone = r->aborted;
 
@@ -667,6 +737,10 @@ static void on_delay_read(pt_http_request_t *r)
     if (d != NULL) {
         if (d->ev.timer_set)
             pt_timer_del(&d->ev);
+        if (d->cmd != NULL) {
+            pt_redis_cancel(d->cmd);
+            d->cmd = NULL;
+        }
         r->read_event_handler = d->saved_read;
         r->write_event_handler = d->saved_write;
     }
@@ -680,14 +754,82 @@ static void on_delay_write(pt_http_request_t *r)
     (void) r;   /* nothing to write while waiting */
 }
 
-static int limit_req_handler(pt_http_request_t *r)
+static void suspend(pt_http_request_t *r, lr_ctx_t *ctx)
 {
-    if (r->limit_req_status)
-        return PT_DECLINED;
-    limit_req_conf_t *conf = pt_http_get_module_loc_conf(r, pt_http_limit_req_module);
-    if (conf == NULL || conf->limits.nelts == 0)
-        return PT_DECLINED;
+    ctx->saved_read = r->read_event_handler;
+    ctx->saved_write = r->write_event_handler;
+    r->read_event_handler = on_delay_read;
+    r->write_event_handler = on_delay_write;
+}
 
+/* A limit rejected the request (holds already released). */
+static int reject(pt_http_request_t *r, limit_req_conf_t *conf, limit_req_limit_t *limit,
+                  int64_t excess, int rc)
+{
+    if (rc == LR_BUSY)
+        pt_log_error((int) conf->log_level, &r->connection->log, 0,
+                     "limiting requests%s, excess: %lld.%03lld by zone \"%.*s\"",
+                     conf->dry_run ? ", dry run" : "",
+                     (long long) (excess / 1000), (long long) (excess % 1000),
+                     (int) limit->shm->name.len, limit->shm->name.data);
+    if (conf->dry_run) {
+        r->limit_req_status = LR_STATUS_REJECTED_DRY_RUN;
+        return PT_DECLINED;
+    }
+    r->limit_req_status = LR_STATUS_REJECTED;
+    return (int) conf->status;
+}
+
+/* Every limit passed and was accounted: go on, or wait `delay` ms (the
+ * longest wait, of `limit` with `excess`). */
+static int pass(pt_http_request_t *r, limit_req_conf_t *conf, limit_req_limit_t *limit,
+                int64_t excess, int64_t delay)
+{
+    if (delay == 0) {
+        r->limit_req_status = LR_STATUS_PASSED;
+        return PT_DECLINED;
+    }
+
+    pt_log_error((int) conf->delay_log_level, &r->connection->log, 0,
+                 "delaying request%s, excess: %lld.%03lld, by zone \"%.*s\"",
+                 conf->dry_run ? ", dry run" : "",
+                 (long long) (excess / 1000), (long long) (excess % 1000),
+                 (int) limit->shm->name.len, limit->shm->name.data);
+    if (conf->dry_run) {
+        r->limit_req_status = LR_STATUS_DELAYED_DRY_RUN;
+        return PT_DECLINED;
+    }
+    r->limit_req_status = LR_STATUS_DELAYED;
+
+    lr_ctx_t *d = ctx_get(r);
+    if (d == NULL)
+        return 500;
+    d->ev.handler = on_delay_timer;
+    suspend(r, d);
+    pt_timer_add(&d->ev, delay);
+    return PT_AGAIN;
+}
+
+/* Evaluates a limit's key: 0 with *key set (len 0: the limit does not
+ * apply), or -1 (500). */
+static int eval_key(pt_http_request_t *r, limit_req_zone_t *z, pt_str_t *key)
+{
+    if (pt_http_cv_eval(r, &z->key, key) != 0)
+        return -1;
+    if (key->len > LR_MAX_KEY) {
+        pt_log_error(PT_LOG_ERR, &r->connection->log, 0,
+                     "the value of the \"%.*s\" key is more than %d bytes: \"%.*s...\"",
+                     (int) z->key.source.len, z->key.source.data, LR_MAX_KEY,
+                     64, key->data);
+        key->len = 0;
+    }
+    return 0;
+}
+
+/* Every limit in this worker's shared memory zones (sync zones too: their
+ * local zone is the fallback when Redis cannot answer). */
+static int local_check(pt_http_request_t *r, limit_req_conf_t *conf)
+{
     limit_req_limit_t *limits = conf->limits.elts;
     size_t n = conf->limits.nelts, i, last = 0;
     void **refs = pt_pcalloc(r->pool, n * sizeof(void *));
@@ -699,19 +841,12 @@ static int limit_req_handler(pt_http_request_t *r)
     for (i = 0; i < n; i++) {
         limit_req_zone_t *z = limits[i].shm->data;
         pt_str_t key;
-        if (pt_http_cv_eval(r, &z->key, &key) != 0) {
+        if (eval_key(r, z, &key) != 0) {
             release_held(limits, refs, i);
             return 500;
         }
         if (key.len == 0)
             continue;
-        if (key.len > LR_MAX_KEY) {
-            pt_log_error(PT_LOG_ERR, &r->connection->log, 0,
-                         "the value of the \"%.*s\" key is more than %d bytes: \"%.*s...\"",
-                         (int) z->key.source.len, z->key.source.data, LR_MAX_KEY,
-                         64, key.data);
-            continue;
-        }
         last = i;
         rc = z->backend->check(z, &key, limits[i].burst, i == n - 1, &refs[i], &excess);
         if (rc != LR_HELD)
@@ -724,19 +859,8 @@ static int limit_req_handler(pt_http_request_t *r)
     limit_req_zone_t *lz = limit->shm->data;
 
     if (rc == LR_BUSY || rc == LR_NOMEM) {
-        if (rc == LR_BUSY)
-            pt_log_error((int) conf->log_level, &r->connection->log, 0,
-                         "limiting requests%s, excess: %lld.%03lld by zone \"%.*s\"",
-                         conf->dry_run ? ", dry run" : "",
-                         (long long) (excess / 1000), (long long) (excess % 1000),
-                         (int) limit->shm->name.len, limit->shm->name.data);
         release_held(limits, refs, last);
-        if (conf->dry_run) {
-            r->limit_req_status = LR_STATUS_REJECTED_DRY_RUN;
-            return PT_DECLINED;
-        }
-        r->limit_req_status = LR_STATUS_REJECTED;
-        return (int) conf->status;
+        return reject(r, conf, limit, excess, rc);
     }
 
     /* passed every limit: account the held ones; the longest wait wins */
@@ -756,37 +880,276 @@ static int limit_req_handler(pt_http_request_t *r)
             limit = &limits[i];
         }
     }
+    return pass(r, conf, limit, excess, delay);
+}
 
-    if (delay == 0) {
-        r->limit_req_status = LR_STATUS_PASSED;
-        return PT_DECLINED;
+/* ------------------------------------------------------------------------ */
+/* Cluster-wide zones (sync + limit_req_redis)                               */
+
+/* The leaky bucket of every sync key of a request, in one atomic step: the
+ * same arithmetic as lr_excess (milli-requests, a clock gone back a minute
+ * or more counts 1 ms, a smaller step back 0), all keys checked before any
+ * is stored, so a request rejected by one key is accounted by none (as the
+ * local zones). KEYS: the keys; ARGV: rate (milli-requests/s) and burst
+ * (milli-requests) of each key. Returns {0, excess...} when every key
+ * passed (and was stored), {i, excess} when key i is over its burst.
+ *
+ * The clock is Redis's (TIME), not the callers': instances on different
+ * machines compare one another's `last` stamps, and their clocks may drift
+ * apart; one clock keeps the leak exact whoever accounted last. Each key
+ * expires once its bucket has drained (plus a second), when a missing key
+ * and the stored one give the same answer. */
+static const char LR_SCRIPT[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ex, el = {}, {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])\n"
+    "  local v = redis.call('HMGET', KEYS[i], 'e', 'l')\n"
+    "  local e, ms = 0, -1\n"
+    "  if v[1] and v[2] then\n"
+    "    ms = now - tonumber(v[2])\n"
+    "    if ms < -60000 then ms = 1 elseif ms < 0 then ms = 0 end\n"
+    "    local full = math.max(tonumber(v[1]), 0) + 1000\n"
+    "    local leaked = math.floor(rate * ms / 1000)\n"
+    "    if leaked < full then e = full - leaked end\n"
+    "  end\n"
+    "  if e > burst then return {i, e} end\n"
+    "  ex[i], el[i] = e, ms\n"
+    "end\n"
+    "local out = {0}\n"
+    "for i = 1, #KEYS do\n"
+    "  local rate = tonumber(ARGV[2 * i - 1])\n"
+    "  if el[i] ~= 0 then\n"
+    "    redis.call('HSET', KEYS[i], 'e', ex[i], 'l', now)\n"
+    "  else\n"
+    "    redis.call('HSET', KEYS[i], 'e', ex[i])\n"
+    "  end\n"
+    "  redis.call('PEXPIRE', KEYS[i], math.floor((ex[i] + 1000) * 1000 / rate) + 1000)\n"
+    "  out[i + 1] = ex[i]\n"
+    "end\n"
+    "return out\n";
+
+/* Reads the script's reply into ctx. Returns 0, or -1 for an unexpected
+ * shape (treated as a failure: local limits). */
+static int read_reply(lr_ctx_t *ctx, const pt_redis_reply_t *rep)
+{
+    if (rep->v.type != PT_REDIS_ARRAY || rep->nkept < 1
+        || rep->elem[0].type != PT_REDIS_INTEGER)
+        return -1;
+    int64_t first = rep->elem[0].integer;
+    if (first == 0) {
+        if (rep->nelem != ctx->nremote + 1 || rep->nkept != rep->nelem)
+            return -1;
+        for (size_t k = 0; k < ctx->nremote; k++) {
+            if (rep->elem[k + 1].type != PT_REDIS_INTEGER || rep->elem[k + 1].integer < 0)
+                return -1;
+            ctx->excess[k] = rep->elem[k + 1].integer;
+        }
+        ctx->rejected = 0;
+        return 0;
     }
+    if (first < 1 || (uint64_t) first > ctx->nremote || rep->nkept != 2
+        || rep->elem[1].type != PT_REDIS_INTEGER)
+        return -1;
+    ctx->rejected = (size_t) first;
+    ctx->excess[first - 1] = rep->elem[1].integer;
+    return 0;
+}
 
-    pt_log_error((int) conf->delay_log_level, &r->connection->log, 0,
-                 "delaying request%s, excess: %lld.%03lld, by zone \"%.*s\"",
-                 conf->dry_run ? ", dry run" : "",
-                 (long long) (excess / 1000), (long long) (excess % 1000),
-                 (int) limit->shm->name.len, limit->shm->name.data);
-    if (conf->dry_run) {
-        r->limit_req_status = LR_STATUS_DELAYED_DRY_RUN;
-        return PT_DECLINED;
+static void on_redis_reply(void *data, const pt_redis_reply_t *rep)
+{
+    lr_ctx_t *ctx = data;
+    pt_http_request_t *r = ctx->r;
+
+    ctx->cmd = NULL;
+    r->read_event_handler = ctx->saved_read;
+    r->write_event_handler = ctx->saved_write;
+    if (r->done)
+        return;     /* the pool cleanup releases the holds */
+    if (rep != NULL && read_reply(ctx, rep) == 0) {
+        ctx->state = LRC_REPLY;
+    } else {
+        release_held(ctx->limits, ctx->refs, ctx->n);
+        ctx->state = LRC_FAILED;
     }
-    r->limit_req_status = LR_STATUS_DELAYED;
+    /* the handler runs again and decides from ctx */
+    pt_http_core_run_phases(r);
+}
 
-    lr_delay_t *d = pt_pcalloc(r->pool, sizeof(*d));
-    if (d == NULL || pt_pool_cleanup_add(r->pool, delay_cleanup, d) != 0)
+/* Sends the request's sync keys to Redis after holding its local limits.
+ * Returns PT_AGAIN (waiting), a status (a local limit rejected), 500, or
+ * PT_DECLINED when Redis is not to be asked (no sync key, Redis known down):
+ * the caller then decides locally. */
+static int remote_start(pt_http_request_t *r, limit_req_conf_t *conf, pt_redis_t *client,
+                        const pt_redis_conf_t *rc)
+{
+    limit_req_limit_t *limits = conf->limits.elts;
+    size_t n = conf->limits.nelts, nremote = 0;
+    pt_str_t *keys = pt_palloc(r->pool, n * sizeof(pt_str_t));
+    if (keys == NULL)
         return 500;
-    d->r = r;
-    d->ev.handler = on_delay_timer;
-    d->ev.data = d;
-    d->ev.timer_index = SIZE_MAX;
-    d->saved_read = r->read_event_handler;
-    d->saved_write = r->write_event_handler;
-    pt_http_set_ctx(r, d, pt_http_limit_req_module);
-    r->read_event_handler = on_delay_read;
-    r->write_event_handler = on_delay_write;
-    pt_timer_add(&d->ev, delay);
+    for (size_t i = 0; i < n; i++) {
+        limit_req_zone_t *z = limits[i].shm->data;
+        if (!z->sync)
+            continue;
+        if (eval_key(r, z, &keys[i]) != 0)
+            return 500;
+        if (keys[i].len)
+            nremote++;
+    }
+    if (nremote == 0 || nremote >= PT_REDIS_MAX_ELEMS)
+        return PT_DECLINED;
+
+    lr_ctx_t *ctx = ctx_get(r);
+    if (ctx == NULL)
+        return 500;
+    ctx->limits = limits;
+    ctx->n = n;
+    ctx->nremote = nremote;
+    ctx->refs = pt_pcalloc(r->pool, n * sizeof(void *));
+    ctx->remote = pt_palloc(r->pool, nremote * sizeof(size_t));
+    ctx->excess = pt_pcalloc(r->pool, nremote * sizeof(int64_t));
+    /* numkeys, the keys, then rate and burst of each */
+    pt_str_t *argv = pt_palloc(r->pool, (1 + 3 * nremote) * sizeof(pt_str_t));
+    char *nums = pt_palloc(r->pool, (1 + 2 * nremote) * 24);
+    if (ctx->refs == NULL || ctx->remote == NULL || ctx->excess == NULL || argv == NULL
+        || nums == NULL)
+        return 500;
+
+    /* local limits first, held (as the non-last limits of local_check): one
+     * over its burst rejects before Redis is asked */
+    for (size_t i = 0; i < n; i++) {
+        limit_req_zone_t *z = limits[i].shm->data;
+        if (z->sync)
+            continue;
+        pt_str_t key;
+        if (eval_key(r, z, &key) != 0) {
+            release_held(limits, ctx->refs, n);
+            return 500;
+        }
+        if (key.len == 0)
+            continue;
+        int64_t excess = 0;
+        int lrc = z->backend->check(z, &key, limits[i].burst, 0, &ctx->refs[i], &excess);
+        if (lrc == LR_BUSY || lrc == LR_NOMEM) {
+            release_held(limits, ctx->refs, n);
+            return reject(r, conf, &limits[i], excess, lrc);
+        }
+    }
+
+    argv[0].data = nums;
+    argv[0].len = (size_t) snprintf(nums, 24, "%zu", nremote);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        limit_req_zone_t *z = limits[i].shm->data;
+        if (!z->sync || keys[i].len == 0)
+            continue;
+        /* PREFIX ZONE ":" KEY */
+        pt_str_t *zn = &limits[i].shm->name;
+        size_t len = rc->prefix.len + zn->len + 1 + keys[i].len;
+        char *p = pt_palloc(r->pool, len);
+        if (p == NULL) {
+            release_held(limits, ctx->refs, n);
+            return 500;
+        }
+        argv[1 + k].data = p;
+        argv[1 + k].len = len;
+        memcpy(p, rc->prefix.data, rc->prefix.len);
+        p += rc->prefix.len;
+        memcpy(p, zn->data, zn->len);
+        p += zn->len;
+        *p++ = ':';
+        memcpy(p, keys[i].data, keys[i].len);
+
+        char *num = nums + 24 * (1 + 2 * k);
+        pt_str_t *a = &argv[1 + nremote + 2 * k];
+        a[0].data = num;
+        a[0].len = (size_t) snprintf(num, 24, "%llu", (unsigned long long) z->rate);
+        a[1].data = num + 24;
+        a[1].len = (size_t) snprintf(num + 24, 24, "%llu", (unsigned long long) limits[i].burst);
+        ctx->remote[k++] = i;
+    }
+
+    ctx->cmd = pt_redis_eval(client, 1 + 3 * nremote, argv, on_redis_reply, ctx);
+    if (ctx->cmd == NULL) {
+        release_held(limits, ctx->refs, n);
+        return PT_DECLINED;
+    }
+    ctx->state = LRC_WAIT;
+    suspend(r, ctx);
     return PT_AGAIN;
+}
+
+/* Redis answered: reject, or account the held local limits and pass. */
+static int remote_finish(pt_http_request_t *r, limit_req_conf_t *conf, lr_ctx_t *ctx)
+{
+    limit_req_limit_t *limits = conf->limits.elts;
+
+    ctx->state = LRC_NONE;
+    if (ctx->rejected) {
+        release_held(limits, ctx->refs, ctx->n);
+        size_t k = ctx->rejected - 1;
+        return reject(r, conf, &limits[ctx->remote[k]], ctx->excess[k], LR_BUSY);
+    }
+
+    limit_req_limit_t *limit = NULL;
+    int64_t delay = 0, excess = 0;
+    for (size_t k = 0; k < ctx->nremote; k++) {
+        limit_req_limit_t *l = &limits[ctx->remote[k]];
+        limit_req_zone_t *z = l->shm->data;
+        int64_t dl = lr_delay(ctx->excess[k], l->delay, z->rate);
+        if (limit == NULL || dl > delay) {
+            limit = l;
+            delay = dl;
+            excess = ctx->excess[k];
+        }
+    }
+    for (size_t i = 0; i < ctx->n; i++) {
+        if (ctx->refs[i] == NULL)
+            continue;
+        limit_req_zone_t *z = limits[i].shm->data;
+        int64_t e = z->backend->account(z, ctx->refs[i]);
+        ctx->refs[i] = NULL;
+        int64_t dl = lr_delay(e, limits[i].delay, z->rate);
+        if (dl > delay) {
+            limit = &limits[i];
+            delay = dl;
+            excess = e;
+        }
+    }
+    return pass(r, conf, limit, excess, delay);
+}
+
+static int limit_req_handler(pt_http_request_t *r)
+{
+    if (r->limit_req_status)
+        return PT_DECLINED;
+    limit_req_conf_t *conf = pt_http_get_module_loc_conf(r, pt_http_limit_req_module);
+    if (conf == NULL || conf->limits.nelts == 0)
+        return PT_DECLINED;
+
+    lr_ctx_t *ctx = pt_http_get_module_ctx(r, pt_http_limit_req_module);
+    if (ctx != NULL && ctx->state != LRC_NONE) {
+        switch (ctx->state) {
+        case LRC_WAIT:
+            return PT_AGAIN;
+        case LRC_REPLY:
+            return remote_finish(r, conf, ctx);
+        default:
+            /* Redis could not answer: this request is limited locally */
+            ctx->state = LRC_NONE;
+            return local_check(r, conf);
+        }
+    }
+
+    lr_main_conf_t *mcf = pt_http_get_module_main_conf(r, pt_http_limit_req_module);
+    if (mcf != NULL && mcf->client != NULL) {
+        int rc = remote_start(r, conf, mcf->client, &mcf->rc);
+        if (rc != PT_DECLINED || r->limit_req_status)
+            return rc;      /* waiting, or decided (a dry run declines) */
+    }
+    return local_check(r, conf);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -834,7 +1197,51 @@ static int limit_req_init(pt_conf_t *cf)
             return -1;
         }
     }
+    /* sync without a Redis to share through: the zone limits locally */
+    lr_main_conf_t *mcf = pt_http_conf_get_module_main_conf(cf, pt_http_limit_req_module);
+    for (pt_shm_zone_t *z = cf->cycle->shm_zones; z; z = z->next) {
+        limit_req_zone_t *lz = z->data;
+        if (z->tag == &pt_http_limit_req_module && lz->sync && !mcf->configured)
+            pt_log_error(PT_LOG_WARN, cf->log, 0,
+                         "limit_req zone \"%.*s\" is \"sync\" but there is no "
+                         "\"limit_req_redis\": its limits are local to this instance",
+                         (int) z->name.len, z->name.data);
+    }
     return pt_http_phase_add(cf, PT_HTTP_PREACCESS_PHASE, limit_req_handler);
+}
+
+/* Each worker gets its own Redis client (it connects on first use). */
+static int limit_req_init_worker(pt_cycle_t *cycle)
+{
+    if (cycle->http_ctx == NULL)
+        return 0;
+    lr_main_conf_t *mcf = cycle->http_ctx->main_conf[pt_http_limit_req_module.index];
+    if (mcf == NULL || !mcf->configured)
+        return 0;
+    int any = 0;
+    for (pt_shm_zone_t *z = cycle->shm_zones; z; z = z->next) {
+        limit_req_zone_t *lz = z->data;
+        if (z->tag == &pt_http_limit_req_module && lz != NULL && lz->sync)
+            any = 1;
+    }
+    if (!any)
+        return 0;
+    mcf->client = pt_redis_create(&mcf->rc, LR_SCRIPT, cycle->log);
+    if (mcf->client == NULL)
+        pt_log_error(PT_LOG_ALERT, cycle->log, 0,
+                     "could not create the limit_req Redis client: limits are local");
+    return 0;
+}
+
+static void limit_req_exit_worker(pt_cycle_t *cycle)
+{
+    if (cycle->http_ctx == NULL)
+        return;
+    lr_main_conf_t *mcf = cycle->http_ctx->main_conf[pt_http_limit_req_module.index];
+    if (mcf == NULL)
+        return;
+    pt_redis_destroy(mcf->client);
+    mcf->client = NULL;
 }
 
 static const pt_conf_enum_t log_levels[] = {
@@ -847,6 +1254,7 @@ static const pt_conf_bounds_t status_bounds = { 400, 599 };
 static const pt_command_t limit_req_commands[] = {
     { "limit_req_zone", PT_CTX_HTTP, 0, 3, 4, limit_req_zone_cmd, PT_CONF_NONE, 0, NULL },
     { "limit_req", PT_CTX_HTTP_ANY, 0, 1, 3, limit_req_cmd, PT_CONF_HTTP_LOC, 0, NULL },
+    { "limit_req_redis", PT_CTX_HTTP, 0, 1, 5, limit_req_redis_cmd, PT_CONF_HTTP_MAIN, 0, NULL },
     { "limit_req_status", PT_CTX_HTTP_ANY, 0, 1, 1, pt_conf_set_num, PT_CONF_HTTP_LOC,
       offsetof(limit_req_conf_t, status), &status_bounds },
     { "limit_req_log_level", PT_CTX_HTTP_ANY, 0, 1, 1, pt_conf_set_enum, PT_CONF_HTTP_LOC,
@@ -859,8 +1267,11 @@ static const pt_command_t limit_req_commands[] = {
 pt_module_t pt_http_limit_req_module = {
     .name = "http_limit_req",
     .commands = limit_req_commands,
+    .create_main_conf = create_main_conf,
     .create_loc_conf = create_loc_conf,
     .merge_loc_conf = merge_loc_conf,
     .preconfiguration = limit_req_preconf,
     .postconfiguration = limit_req_init,
+    .init_worker = limit_req_init_worker,
+    .exit_worker = limit_req_exit_worker,
 };
