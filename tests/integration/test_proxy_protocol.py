@@ -52,7 +52,10 @@ def exchange(port, data, timeout=10.0):
     """Sends data, reads until the server closes (Connection: close)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        s.sendall(data)
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return b""                  # refused before all of it was sent
         out = b""
         while True:
             try:
