@@ -311,8 +311,9 @@ static size_t log_ctx(pt_log_t *log, char *buf, size_t len)
 
 void pt_http_init_connection(pt_conn_t *c)
 {
+    pt_http_addr_conf_t *addr = pt_http_addr_conf_get(c);
     /* proxy_protocol hook: the PROXY header comes first */
-    if (pt_proxy_protocol_start(c, pt_http_addr_conf_get(c), pt_http_init_connection))
+    if (pt_proxy_protocol_start(c, addr, pt_http_init_connection))
         return;
     h1_conn_t *h = calloc(1, sizeof(*h));
     if (h == NULL) {
@@ -321,7 +322,7 @@ void pt_http_init_connection(pt_conn_t *c)
         return;
     }
     h->c = c;
-    h->addr = pt_http_addr_conf_get(c);
+    h->addr = addr;
     h->srv = h->addr->default_server;
     h->start_msec = pt_current_msec;
     h->out_last = &h->out;
