@@ -30,6 +30,8 @@
 #include "core.h"
 #include "h1_conn.h"
 #include "h1_parse.h"
+#include "proxy_protocol.h"
+#include "limit_rate.h"
 #include "../core/buf.h"
 #include "../core/log.h"
 #include "../core/time.h"
@@ -101,6 +103,7 @@ typedef struct {
     unsigned                 force_close:1;  /* framing broken: no keep-alive */
     unsigned                 done_posted:1;
     unsigned                 nodelay:1;      /* set TCP_NODELAY when idle */
+    unsigned                 rate_delayed:1; /* limit_rate: write timer is a pause */
 } h1_conn_t;
 
 static void on_read(pt_event_t *ev);
@@ -308,6 +311,10 @@ static size_t log_ctx(pt_log_t *log, char *buf, size_t len)
 
 void pt_http_init_connection(pt_conn_t *c)
 {
+    pt_http_addr_conf_t *addr = pt_http_addr_conf_get(c);
+    /* proxy_protocol hook: the PROXY header comes first */
+    if (pt_proxy_protocol_start(c, addr, pt_http_init_connection))
+        return;
     h1_conn_t *h = calloc(1, sizeof(*h));
     if (h == NULL) {
         pt_log_error(PT_LOG_ALERT, &c->log, errno, "calloc() failed");
@@ -315,7 +322,7 @@ void pt_http_init_connection(pt_conn_t *c)
         return;
     }
     h->c = c;
-    h->addr = pt_http_addr_conf_get(c);
+    h->addr = addr;
     h->srv = h->addr->default_server;
     h->start_msec = pt_current_msec;
     h->out_last = &h->out;
@@ -512,6 +519,10 @@ static void on_write(pt_event_t *ev)
         return;
     r = h->r;
 
+    if (h->rate_delayed) {           /* limit_rate hook: the pause is over */
+        h->rate_delayed = 0;
+        ev->timedout = 0;
+    }
     if (ev->timedout) {
         ev->timedout = 0;
         pt_log_error(PT_LOG_INFO, &c->log, ETIMEDOUT, "client timed out");
@@ -1599,6 +1610,16 @@ static int flush(h1_conn_t *h)
         }
         if (n == 0)
             break;
+        /* limit_rate hook: write what the request's budget allows */
+        if (r && pt_http_limit_rate_active(r) && r->headers_out.status != 101) {
+            int64_t delay;
+            total = pt_http_limit_rate_iov(r, iov, &n, total, &delay);
+            if (total == 0) {
+                h->blocked = h->rate_delayed = 1;
+                pt_timer_add(&c->io.write, delay);
+                return PT_AGAIN;
+            }
+        }
 
         ssize_t w = c->writev(c, iov, n);
         if (w == PT_IO_AGAIN)

@@ -35,6 +35,8 @@
 #include "core.h"
 #include "h1_conn.h"
 #include "h1_parse.h"
+#include "limit_rate.h"
+#include "proxy_protocol.h"
 #include "request.h"
 
 typedef struct {
@@ -142,6 +144,7 @@ struct h2_stream_s {
     unsigned            timedout:1;    /* client_body_timeout / send_timeout */
     unsigned            wake_read:1;   /* what the posted wake event reports */
     unsigned            wake_write:1;
+    unsigned            rate_delayed:1; /* limit_rate: timer is a pause */
 };
 
 struct h2_conn_s {
@@ -291,6 +294,16 @@ static void wake(h2_stream_t *s, int rd, int wr);
 static void on_stream_timer(pt_event_t *ev)
 {
     h2_stream_t *s = ev->data;
+    if (s->rate_delayed) {           /* limit_rate hook: the pause is over */
+        s->rate_delayed = 0;
+        if (s->deferred && s->h2c && !s->closed && !s->h2c->dead) {
+            s->deferred = 0;
+            nghttp2_session_resume_data(s->h2c->ng, s->id);
+            if (!s->h2c->done_ev.posted)
+                pt_event_post(&s->h2c->done_ev);
+        }
+        return;
+    }
     if (s->finalized) {
         /* the response is queued but the client does not take it */
         if (s->h2c && !s->closed && !s->h2c->dead) {
@@ -398,6 +411,18 @@ static ssize_t data_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
     h2_stream_t *s = src->ptr;
     size_t n = 0;
 
+    /* limit_rate hook: send what the request's budget allows, else pause */
+    if (s->r && s->out_bytes && pt_http_limit_rate_active(s->r)) {
+        int64_t delay;
+        length = pt_http_limit_rate_allow(s->r, length < s->out_bytes ? length : s->out_bytes,
+                                          &delay);
+        s->rate_delayed = length == 0;
+        if (length == 0) {
+            s->deferred = 1;
+            pt_timer_add(&s->timer, delay);
+            return NGHTTP2_ERR_DEFERRED;
+        }
+    }
     while (s->out && n < length) {
         pt_buf_t *b = s->out;
         size_t sz = pt_buf_size(b), take = length - n < sz ? length - n : sz;
@@ -1643,6 +1668,9 @@ static void on_detect_write(pt_event_t *ev)
 void pt_http2_detect_connection(pt_conn_t *c)
 {
     pt_http_addr_conf_t *addr = pt_http_addr_conf_get(c);
+    /* proxy_protocol hook: the PROXY header comes before the preface */
+    if (pt_proxy_protocol_start(c, addr, pt_http2_detect_connection))
+        return;
     c->io.read.handler = on_detect;
     c->io.write.handler = on_detect_write;
     pt_conn_reusable(c, 1);

@@ -204,6 +204,15 @@ struct pt_http_request_s {
      * request is limited once, as nginx's r->main->limit_*_status. */
     unsigned                limit_req_status:3;
     unsigned                limit_conn_status:2;
+    /* limit_rate (src/http/limit_rate.c): response bytes per second, 0 no
+     * limit; taken from the location at the first write unless `set
+     * $limit_rate` or X-Accel-Limit-Rate set it first (limit_rate_set). */
+    unsigned                limit_rate_set:1;
+    unsigned                limit_rate_after_set:1;
+    unsigned                limit_rate_started:1;
+    int64_t                 limit_rate;
+    int64_t                 limit_rate_after;
+    int64_t                 limit_rate_start;  /* pt_current_msec of the first write */
 };
 
 /* Request helpers (request.c). */

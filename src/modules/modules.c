@@ -8,6 +8,8 @@
 extern pt_module_t pt_core_module;        /* src/process/core_module.c: main + events */
 extern pt_module_t pt_http_core_module;   /* src/http/http_core.c */
 extern pt_module_t pt_http_realip_module;    /* src/modules/realip.c */
+extern pt_module_t pt_http_proxy_protocol_module; /* src/http/proxy_protocol.c */
+extern pt_module_t pt_http_limit_rate_module; /* src/http/limit_rate.c */
 extern pt_module_t pt_http_access_module;    /* src/modules/access.c */
 extern pt_module_t pt_http_limit_req_module; /* src/modules/limit_req.c */
 extern pt_module_t pt_http_limit_conn_module; /* src/modules/limit_conn.c */
@@ -38,6 +40,8 @@ pt_module_t *pt_modules[] = {
     &pt_core_module,
     &pt_http_core_module,
     &pt_http_realip_module,
+    &pt_http_proxy_protocol_module, /* $proxy_protocol_* */
+    &pt_http_limit_rate_module, /* $limit_rate; the writers ask it before each write */
     &pt_http_access_module,
     &pt_http_limit_req_module,  /* preaccess: limit_req before limit_conn (nginx) */
     &pt_http_limit_conn_module,

@@ -5,6 +5,9 @@
  * when the request ends (pool cleanup), so the next request on a keep-alive
  * connection starts from the real peer again, as nginx.
  *
+ * With `real_ip_header proxy_protocol` the address (and port) is the client
+ * of the connection's PROXY protocol header (src/http/proxy_protocol.c).
+ *
  * Runs in POST_READ with the server's configuration and again in PREACCESS
  * with the location's, unless the address was already changed. */
 #include <netdb.h>
@@ -12,6 +15,7 @@
 #include <string.h>
 
 #include "../http/core.h"
+#include "../http/proxy_protocol.h"
 #include "../http/request.h"
 #include "../http/variables.h"
 #include "cidr.h"
@@ -135,6 +139,8 @@ static int pick_addr(const pt_str_t *value, const pt_array_t *from, int recursiv
     return found;
 }
 
+static int set_addr(pt_http_request_t *r, pt_conn_t *c, const pt_sockaddr_t *sap, socklen_t slen);
+
 static int realip_run(pt_http_request_t *r, realip_conf_t *conf)
 {
     pt_conn_t *c = r->connection;
@@ -142,10 +148,21 @@ static int realip_run(pt_http_request_t *r, realip_conf_t *conf)
         return PT_DECLINED;
     if (r->ctx && pt_http_get_module_ctx(r, pt_http_realip_module))
         return PT_DECLINED;
-    if (conf->type == RIP_PROXY)
-        return PT_DECLINED;   /* PROXY protocol is not read by the connection layer yet */
     if (!is_trusted(conf->from, &c->sockaddr.sa))
         return PT_DECLINED;
+
+    pt_sockaddr_t sa;
+    socklen_t slen;
+    if (conf->type == RIP_PROXY) {
+        /* the client of the PROXY header (listen ... proxy_protocol), port
+         * included; nothing when the header carried no addresses */
+        const pt_proxy_protocol_t *pp = c->proxy_protocol;
+        if (pp == NULL || !pp->has_addr)
+            return PT_DECLINED;
+        sa = pp->src;
+        slen = pp->srclen;
+        return set_addr(r, c, &sa, slen);
+    }
 
     const char *name;
     size_t nlen;
@@ -188,11 +205,16 @@ static int realip_run(pt_http_request_t *r, realip_conf_t *conf)
         value.len += h[i].value.len;
     }
 
-    pt_sockaddr_t sa;
-    socklen_t slen;
     if (!pick_addr(&value, conf->from, conf->recursive, &sa, &slen))
         return PT_DECLINED;
+    return set_addr(r, c, &sa, slen);
+}
 
+/* Makes sa the connection's address for the rest of the request (restored
+ * by a pool cleanup). */
+static int set_addr(pt_http_request_t *r, pt_conn_t *c, const pt_sockaddr_t *sap, socklen_t slen)
+{
+    pt_sockaddr_t sa = *sap;
     char text[INET6_ADDRSTRLEN + 8];
     size_t tlen = pt_sockaddr_text(&sa.sa, slen, text, sizeof(text), 0);
     char *copy = pt_pstrndup(r->pool, text, tlen);

@@ -30,6 +30,8 @@ struct pt_conn_s {
     uint64_t        requests;      /* $connection_requests */
     pt_log_t        log;           /* copy of the server log with connection id */
     void           *ssl;           /* SSL* when TLS */
+    void           *proxy_protocol;/* pt_proxy_protocol_t (in pool) when a PROXY
+                                    * header gave addresses (proxy_protocol.c) */
     /* I/O: plain socket functions unless TLS replaces them. recv returns bytes,
      * 0 on EOF, -1 on error, -2 (PT_IO_AGAIN) when it would block (and clears
      * ev->ready). */
@@ -46,6 +48,7 @@ struct pt_conn_s {
     unsigned        tcp_nodelay:1;
     unsigned        unix_socket:1;
     unsigned        upstream:1;
+    unsigned        proxy_protocol_read:1; /* PROXY header read (proxy_protocol.c) */
     char            _addr_buf[48]; /* storage of addr_text (INET6_ADDRSTRLEN + "unix:") */
 };
 

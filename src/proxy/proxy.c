@@ -11,6 +11,7 @@
 #include "../http/core.h"
 #include "../tls/tls.h"
 #include "../http/h1_parse.h"
+#include "../http/limit_rate.h"
 #include "../http/variables.h"
 
 extern pt_module_t pt_http_proxy_module;
@@ -663,6 +664,9 @@ static int process_header(pt_upstream_t *u)
             else if (pt_str_caseeq_lit(&h->value, "yes"))
                 u->buffering = 1;
         }
+        /* limit_rate hook: X-Accel-Limit-Rate paces the response (nginx) */
+        if (pt_str_caseeq_lit(n, "x-accel-limit-rate") && !(plcf->ignore_headers & IGN_X_ACCEL_LIMIT))
+            pt_http_limit_rate_header(r, &h->value);
         if (is_hidden(plcf, n))
             continue;
         if (pt_str_caseeq_lit(n, "content-type")) {

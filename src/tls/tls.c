@@ -22,6 +22,7 @@
 #include "../http/core.h"
 #include "../http/h1_conn.h"
 #include "../http/h2_conn.h"
+#include "../http/proxy_protocol.h"
 #include "../http/request.h"
 #include "../http/variables.h"
 
@@ -1364,6 +1365,9 @@ void pt_tls_init_connection(pt_conn_t *c)
     pt_http_core_srv_conf_t *cscf = addr->default_server;
     tls_conn_t *tc;
 
+    /* proxy_protocol hook: the PROXY header comes before the handshake */
+    if (pt_proxy_protocol_start(c, addr, pt_tls_init_connection))
+        return;
     if (!addr->ssl) {
         /* one socket serving a TLS and a plain address (wildcard + specific) */
         if (addr->http2 || cscf->http2)
