@@ -200,6 +200,8 @@ static const char *peer_state(const pt_upstream_peer_t *p)
         return "down";
     if (p->drain)
         return "draining";
+    if (p->checking)
+        return "checking";
     if (p->unhealthy)
         return "unhealthy";
     if (p->max_fails && p->fails >= p->max_fails

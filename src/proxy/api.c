@@ -133,6 +133,8 @@ static const char *peer_state(const pt_upstream_peer_t *p, int64_t now)
         return "down";
     if (p->drain)
         return "draining";
+    if (p->checking)
+        return "checking";
     if (p->unhealthy)
         return "unhealthy";
     if (p->max_fails && p->fails >= p->max_fails && now - p->checked <= p->fail_timeout)

@@ -51,6 +51,11 @@ struct pt_upstream_shared_s {
 
 pt_upstream_ext_t *pt__upstream_ext(pt_conf_t *cf, pt_upstream_group_t *g);
 
+/* health.c: the group's health_check flags (0 without one). */
+#define PT_HC_MANDATORY  1
+#define PT_HC_PERSISTENT 2
+unsigned pt__upstream_hc_flags(const pt_upstream_group_t *g);
+
 /* upstream_conf.c: "host[:port]", "[v6]:port", "ip:port" or "unix:/path" to
  * addresses (host names through getaddrinfo, which blocks). Returns how many
  * were written (<= max, duplicates skipped) or -1 with *err set. */

@@ -2,7 +2,8 @@
  * paid edition), in the upstream block or, as nginx Plus, in the location
  * whose proxy_pass names the group:
  *
- *   health_check [interval=5s] [fails=1] [passes=1] [uri=/] [match=NAME] [port=N];
+ *   health_check [interval=5s] [fails=1] [passes=1] [uri=/] [match=NAME] [port=N]
+ *                [mandatory [persistent]];
  *   match NAME { status 200-399; header Name = value; header Name ~ re; body ~ "re"; }
  *
  * The group needs a `zone`: health state lives with the peers in shared
@@ -24,7 +25,10 @@
  * 16 KB or the close; the timeout is the interval (at least 1 s). Without a
  * match block a 2xx or 3xx status passes. `fails` consecutive failures make
  * the peer unhealthy (no traffic), `passes` consecutive passes bring it back
- * (with its slow_start ramp). Every change is logged: warn when a peer goes
+ * (with its slow_start ramp). `mandatory`: a new peer (startup, API,
+ * resolver, a group rebuilt by a reload) is `checking` (no traffic) until its
+ * first verdict; `persistent`: a peer healthy before such a reload is not.
+ * Every change is logged: warn when a peer goes
  * unhealthy, notice when it recovers. */
 #include <errno.h>
 #include <signal.h>
@@ -83,6 +87,7 @@ struct pt_upstream_hc_s {
     pt_str_t             match_name;
     hc_match_t          *match;
     in_port_t            port;       /* 0: the peer's */
+    unsigned             flags;      /* PT_HC_MANDATORY, PT_HC_PERSISTENT */
     const char          *file;
     unsigned             line;
     void               **loc_conf;   /* in a location: its confs; NULL in upstream */
@@ -231,6 +236,25 @@ static void report(pt_upstream_hc_t *hc, pt_upstream_peer_t *peer, unsigned id, 
         return;
     }
     snprintf(name, sizeof(name), "%.*s", (int) peer->name.len, peer->name.data);
+    if (peer->checking) {
+        /* mandatory: the first verdict decides */
+        peer->checking = 0;
+        if (pass) {
+            peer->hc_fails = 0;
+            peer->hc_passes = hc->passes;
+            peer->unhealthy = 0;
+            peer->start_time = pt_current_msec;
+        } else {
+            peer->hc_passes = 0;
+            peer->hc_fails = hc->fails;
+        }
+        pt__upstream_unlock(g);
+        pt_log_error(pass ? PT_LOG_INFO : PT_LOG_WARN, hc->cycle->log, 0,
+                     "peer %s in upstream \"%.*s\" is %s after its first health check%s%s%s",
+                     name, (int) g->name.len, g->name.data, pass ? "healthy" : "unhealthy",
+                     pass ? "" : " (", pass ? "" : (why ? why : "error"), pass ? "" : ")");
+        return;
+    }
     if (pass) {
         peer->hc_fails = 0;
         peer->hc_passes++;
@@ -624,6 +648,10 @@ static const char *health_check_cmd(pt_conf_t *cf, const pt_command_t *cmd, void
         } else if (v->len > 6 && memcmp(v->data, "match=", 6) == 0) {
             hc->match_name.data = v->data + 6;
             hc->match_name.len = v->len - 6;
+        } else if (pt_str_eq_lit(v, "mandatory")) {
+            hc->flags |= PT_HC_MANDATORY;
+        } else if (pt_str_eq_lit(v, "persistent")) {
+            hc->flags |= PT_HC_PERSISTENT;
         } else if (v->len > 5 && memcmp(v->data, "port=", 5) == 0) {
             int64_t n = pt_atoi64(v->data + 5, v->len - 5);
             if (n < 1 || n > 65535)
@@ -632,6 +660,10 @@ static const char *health_check_cmd(pt_conf_t *cf, const pt_command_t *cmd, void
         } else {
             goto invalid;
         }
+    }
+    if ((hc->flags & PT_HC_PERSISTENT) && !(hc->flags & PT_HC_MANDATORY)) {
+        pt_conf_error(cf, PT_LOG_EMERG, 0, "\"persistent\" requires \"mandatory\"");
+        return PT_CONF_ERROR;
     }
     if (ext != NULL)
         ext->hc = hc;
@@ -811,6 +843,11 @@ static void *create_main_conf(pt_conf_t *cf)
         || pt_array_init(&h->checks, cf->pool, 2, sizeof(pt_upstream_hc_t *)) != 0)
         return NULL;
     return h;
+}
+
+unsigned pt__upstream_hc_flags(const pt_upstream_group_t *g)
+{
+    return g->ext && g->ext->hc ? g->ext->hc->flags : 0;
 }
 
 /* After http { } is merged (postconfiguration, so that the proxy's TLS

@@ -167,8 +167,17 @@ failed:
  * learnt at runtime (health check verdict, passive failures) follows it when
  * the same address is still in the same set. Servers added at runtime (API,
  * resolver) are not carried over: the configuration is the source of truth. */
-static void carry_state(pt_upstream_peers_t *to, pt_upstream_peers_t *from, int has_hc)
+static void carry_state(pt_upstream_peers_t *to, pt_upstream_peers_t *from, unsigned hc)
 {
+    int has_hc = hc != 0;
+    /* health_check mandatory: every peer waits for its first verdict, except
+     * (persistent) one that was healthy before the reload */
+    if (to != NULL && (hc & PT_HC_MANDATORY)) {
+        for (unsigned i = 0; i < to->number; i++)
+            to->peer[i].unhealthy = to->peer[i].checking = 1;
+        if (!(hc & PT_HC_PERSISTENT))
+            has_hc = 0;
+    }
     if (to == NULL || from == NULL)
         return;
     for (unsigned i = 0; i < to->number; i++) {
@@ -179,6 +188,7 @@ static void carry_state(pt_upstream_peers_t *to, pt_upstream_peers_t *from, int 
                 || memcmp(q->name.data, p->name.data, p->name.len) != 0)
                 continue;
             if (has_hc) {
+                p->checking = q->checking;
                 p->unhealthy = q->unhealthy;
                 p->hc_fails = q->hc_fails;
                 p->hc_passes = q->hc_passes;
@@ -311,12 +321,15 @@ static int zone_init(pt_shm_zone_t *z, void *old_data)
         sh->peers = prim;
         ne->capacity = prim->number + ZONE_SPARE_PRIMARY;
         ne->backup_capacity = back->number + ZONE_SPARE_BACKUP;
+        unsigned hc = g->ext->hc ? (pt__upstream_hc_flags(g) | 4) : 0;
         if (e && e->shared) {
             pt_shmtx_lock(&e->shared->mutex);
-            carry_state(prim, e->shared->peers, g->ext->hc != NULL);
-            carry_state(back, e->shared->peers ? e->shared->peers->next : NULL,
-                        g->ext->hc != NULL);
+            carry_state(prim, e->shared->peers, hc);
+            carry_state(back, e->shared->peers ? e->shared->peers->next : NULL, hc);
             pt_shmtx_unlock(&e->shared->mutex);
+        } else {
+            carry_state(prim, NULL, hc);
+            carry_state(back, NULL, hc);
         }
         attach(g, ne);
         pt__upstream_zone_changed(g);
@@ -403,7 +416,7 @@ pt_upstream_peer_t *pt__upstream_peer_add(pt_upstream_group_t *g, int backup,
     p->removed = 0;
     p->down = 0;
     p->drain = 0;
-    p->unhealthy = 0;
+    p->unhealthy = p->checking = (pt__upstream_hc_flags(g) & PT_HC_MANDATORY) ? 1 : 0;
     p->fails = 0;
     p->hc_fails = p->hc_passes = 0;
     p->weight = 1;

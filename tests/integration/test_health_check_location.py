@@ -245,3 +245,47 @@ def test_location_config_errors(tmp_path, http_body, msg):
     rc, out, err, path = conf_test(tmp_path, "events { }\nhttp {\n%s\n}\n" % http_body)
     assert rc != 0
     assert msg in err, err
+
+
+def test_mandatory_new_servers_wait_for_their_first_check(portico, backends):
+    good, sick, added_sick, added_good = [HcBackend(backends, n)
+                                          for n in ("good", "sick", "added_sick", "added_good")]
+    sick.health = added_sick.health = "500"
+    p = portico('''
+http {
+    upstream pool { zone pool 256k; server %s; server %s; }
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / {
+            proxy_pass http://pool;
+            health_check interval=300ms uri=/health mandatory;
+        }
+        location /api/ { api write=on; }
+    }
+}''' % (good.addr, sick.addr), workers=2)
+    from test_upstream_api import call
+    # from the very first request: the sick server never had a passing check
+    assert set(served(p, 12)) == {"good"}
+    assert wait_for(lambda: "peer %s in upstream \"pool\" is unhealthy after its first health "
+                            "check" % sick.addr in p.error_log())
+    st, js = call(p, "POST", "/api/upstreams/pool/servers", {"server": added_sick.addr})
+    assert st == 201 and js["state"] in ("checking", "unhealthy"), js
+    st, js = call(p, "POST", "/api/upstreams/pool/servers", {"server": added_good.addr})
+    assert st == 201 and js["state"] in ("checking", "up"), js
+    got = served(p, 20)
+    assert "sick" not in got and "added_sick" not in got, got
+    assert wait_for(lambda: "added_good" in served(p, 6))
+    assert sick.requests == 0 and added_sick.requests == 0
+    st, js = call(p, "GET", "/api/upstreams/pool/servers")
+    states = {x["server"]: x["state"] for x in js}
+    assert states[sick.addr] == "unhealthy" and states[good.addr] == "up", states
+
+
+def test_persistent_requires_mandatory(tmp_path):
+    rc, out, err, path = conf_test(tmp_path, '''events { }
+http {
+    upstream pool { zone z 128k; server 127.0.0.1:1; health_check persistent; }
+    server { listen 127.0.0.1:1; location / { proxy_pass http://pool; } }
+}
+''')
+    assert rc != 0 and '"persistent" requires "mandatory"' in err, err
