@@ -264,10 +264,15 @@ http {
     }
 }''' % (good.addr, sick.addr), workers=2)
     from test_upstream_api import call
-    # from the very first request: the sick server never had a passing check
-    assert set(served(p, 12)) == {"good"}
+    # from the very first request on, the sick server (never a passing check)
+    # gets nothing; until the first checks answered no server is usable (502)
+    first = served(p, 6)
+    assert "sick" not in first, first
+    assert wait_for(lambda: "peer %s in upstream \"pool\" is healthy after its first health "
+                            "check" % good.addr in p.error_log())
     assert wait_for(lambda: "peer %s in upstream \"pool\" is unhealthy after its first health "
                             "check" % sick.addr in p.error_log())
+    assert set(served(p, 12)) == {"good"}
     st, js = call(p, "POST", "/api/upstreams/pool/servers", {"server": added_sick.addr})
     assert st == 201 and js["state"] in ("checking", "unhealthy"), js
     st, js = call(p, "POST", "/api/upstreams/pool/servers", {"server": added_good.addr})
