@@ -47,6 +47,12 @@ typedef struct pt_shm_zone_s pt_shm_zone_t;
  * cycle's `data` when the zone was kept across a reload, else NULL. Returns 0
  * or -1 (startup/reload fails). */
 typedef int (*pt_shm_zone_init_cb)(pt_shm_zone_t *zone, void *old_data);
+/* Two-phase reload: an init that got old_data (a zone the running workers
+ * use) must change nothing those workers see, because the new cycle may still
+ * fail; it stages its changes and this callback, called by pt_cycle_commit()
+ * in the master for every zone of the committed cycle, applies them. An init
+ * with old_data == NULL owns a fresh mapping and may write at once. */
+typedef void (*pt_shm_zone_commit_cb)(pt_shm_zone_t *zone);
 
 struct pt_shm_zone_s {
     pt_str_t            name;
@@ -55,6 +61,7 @@ struct pt_shm_zone_s {
     void               *tag;      /* owning module: two modules cannot share a name */
     void               *data;     /* owner's per-zone config data */
     pt_shm_zone_init_cb init;
+    pt_shm_zone_commit_cb commit; /* NULL: nothing staged */
     unsigned            noreuse:1;
     pt_shm_zone_t      *next;
 };

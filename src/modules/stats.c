@@ -49,14 +49,33 @@ static void slot_take(pt_stats_slot_t *s, const pt_str_t *name)
     s->name[name->len] = '\0';
 }
 
+/* Applies what zone_init planned: the slots taken by new names are renamed
+ * (their counters start at zero) and the load is counted. */
+static void zone_commit(pt_shm_zone_t *zone)
+{
+    pt_stats_conf_t *sc = zone->data;
+    if (sc == NULL || sc->root == NULL)
+        return;
+    for (unsigned i = 0; i < sc->n; i++) {
+        if (sc->take[i] && sc->slots[i] != NULL)
+            slot_take(sc->slots[i], &sc->names[i]);
+        sc->take[i] = 0;
+    }
+    atomic_store(&sc->root->load_time, (int64_t) time(NULL));
+    atomic_fetch_add(&sc->root->generation, 1);
+}
+
 /* Master, after mapping: the root (kept or new), then each configured name
  * gets its slot: the one of the same name (counters go on), else a free one,
- * else one no longer named by this configuration (reset). */
+ * else one no longer named by this configuration (reset). Two-phase: with a
+ * kept zone (old_data) the running workers still count into these slots and
+ * the new cycle may yet fail, so this only plans; zone_commit renames. */
 static int zone_init(pt_shm_zone_t *zone, void *old_data)
 {
     pt_stats_conf_t *sc = zone->data;
     pt_slab_pool_t *sp = zone->addr;
     pt_stats_root_t *root = (old_data != NULL) ? sp->data : NULL;
+    unsigned char claimed[PT_STATS_ZONES_MAX];
 
     if (root == NULL) {
         root = pt_slab_calloc(sp, sizeof(*root));
@@ -64,16 +83,18 @@ static int zone_init(pt_shm_zone_t *zone, void *old_data)
             return -1;
         root->start_time = (int64_t) time(NULL);
         sp->data = root;
+        old_data = NULL;       /* a fresh root: nobody else sees it */
     }
-    atomic_store(&root->load_time, (int64_t) time(NULL));
-    atomic_fetch_add(&root->generation, 1);
     sc->root = root;
+    memset(claimed, 0, sizeof(claimed));
 
     for (unsigned i = 0; i < sc->n; i++) {
         sc->slots[i] = NULL;
+        sc->take[i] = 0;
         for (unsigned k = 0; k < PT_STATS_ZONES_MAX; k++) {
             if (root->slots[k].name[0] != '\0' && name_is(&root->slots[k], &sc->names[i])) {
                 sc->slots[i] = &root->slots[k];
+                claimed[k] = 1;
                 break;
             }
         }
@@ -81,20 +102,23 @@ static int zone_init(pt_shm_zone_t *zone, void *old_data)
     for (unsigned i = 0; i < sc->n; i++) {
         if (sc->slots[i] != NULL)
             continue;
-        pt_stats_slot_t *s = NULL;
-        for (unsigned k = 0; k < PT_STATS_ZONES_MAX && s == NULL; k++) {
-            if (root->slots[k].name[0] == '\0')
-                s = &root->slots[k];
+        int s = -1;
+        for (unsigned k = 0; k < PT_STATS_ZONES_MAX && s < 0; k++) {
+            if (!claimed[k] && root->slots[k].name[0] == '\0')
+                s = (int) k;
         }
-        for (unsigned k = 0; k < PT_STATS_ZONES_MAX && s == NULL; k++) {
-            if (!name_in_conf(sc, root->slots[k].name))
-                s = &root->slots[k];
+        for (unsigned k = 0; k < PT_STATS_ZONES_MAX && s < 0; k++) {
+            if (!claimed[k] && !name_in_conf(sc, root->slots[k].name))
+                s = (int) k;
         }
-        if (s == NULL)       /* cannot happen: n <= PT_STATS_ZONES_MAX */
+        if (s < 0)           /* cannot happen: n <= PT_STATS_ZONES_MAX */
             return -1;
-        slot_take(s, &sc->names[i]);
-        sc->slots[i] = s;
+        claimed[s] = 1;
+        sc->slots[i] = &root->slots[s];
+        sc->take[i] = 1;
     }
+    if (old_data == NULL)
+        zone_commit(zone);
     return 0;
 }
 
@@ -124,6 +148,7 @@ pt_stats_conf_t *pt_stats_conf(pt_conf_t *cf)
     }
     z->data = sc;
     z->init = zone_init;
+    z->commit = zone_commit;
     return sc;
 }
 
@@ -175,6 +200,8 @@ static const char *peer_state(const pt_upstream_peer_t *p)
         return "down";
     if (p->drain)
         return "draining";
+    if (p->checking)
+        return "checking";
     if (p->unhealthy)
         return "unhealthy";
     if (p->max_fails && p->fails >= p->max_fails

@@ -73,6 +73,8 @@ typedef struct {
     pt_stats_slot_t  *slots[PT_STATS_ZONES_MAX];
     unsigned          n;
     pt_stats_root_t  *root;             /* set by the zone's init (master) */
+    unsigned char     take[PT_STATS_ZONES_MAX]; /* slots[i] is renamed to names[i]
+                                                 * when the cycle commits */
 } pt_stats_conf_t;
 
 /* Config time (any http module): registers the zone in this cycle once and

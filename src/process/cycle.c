@@ -499,6 +499,11 @@ void pt_cycle_commit(pt_cycle_t *cycle)
                     oz->addr = NULL;
             }
         }
+        /* zones kept across the reload apply what their init staged */
+        for (pt_shm_zone_t *z = cycle->shm_zones; z; z = z->next) {
+            if (z->addr != NULL && z->commit != NULL)
+                z->commit(z);
+        }
     }
     cycle->old_cycle = NULL;
     full->committed = 1;

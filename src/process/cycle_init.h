@@ -6,7 +6,9 @@
  *                                      ones reuse old's fd), map zones (kept
  *                                      when name + size + tag match), init_cycle
  *   pt_cycle_commit(new)               new now owns the fds and zones it shares
- *                                      with old (old forgets them)
+ *                                      with old (old forgets them); each zone's
+ *                                      commit callback applies what its init
+ *                                      staged (see pt_shm_zone_commit_cb)
  *   pt_cycle_destroy(old)              closes what only old had
  * On failure after create: pt_cycle_destroy(new) releases only what new made. */
 #ifndef PT_PROCESS_CYCLE_INIT_H

@@ -133,6 +133,8 @@ static const char *peer_state(const pt_upstream_peer_t *p, int64_t now)
         return "down";
     if (p->drain)
         return "draining";
+    if (p->checking)
+        return "checking";
     if (p->unhealthy)
         return "unhealthy";
     if (p->max_fails && p->fails >= p->max_fails && now - p->checked <= p->fail_timeout)
@@ -386,42 +388,25 @@ static pt_upstream_peer_t *find_peer(pt_upstream_group_t *g, unsigned id, int *b
     return NULL;
 }
 
-static int parse_peer_addr(const char *s, pt_sockaddr_t *sa, socklen_t *len)
+#define API_MAX_ADDRS 16
+
+/* "ip:port", "[v6]:port", "name[:port]" (resolved now, every address is
+ * added; no re-resolution) or "unix:/path". Returns the count or -1. */
+static int parse_peer_addrs(const char *s, pt_sockaddr_t *sa, socklen_t *len, const char **err)
 {
-    char host[64];
-    const char *port;
-    memset(sa, 0, sizeof(*sa));
-    if (s[0] == '[') {
-        const char *rb = strchr(s, ']');
-        if (rb == NULL || rb[1] != ':' || (size_t) (rb - s - 1) >= sizeof(host))
-            return -1;
-        memcpy(host, s + 1, (size_t) (rb - s - 1));
-        host[rb - s - 1] = '\0';
-        port = rb + 2;
-    } else {
-        const char *c = strrchr(s, ':');
-        if (c == NULL || (size_t) (c - s) >= sizeof(host))
-            return -1;
-        memcpy(host, s, (size_t) (c - s));
-        host[c - s] = '\0';
-        port = c + 1;
-    }
-    int64_t pn = pt_atoi64(port, strlen(port));
-    if (pn < 1 || pn > 65535)
+    pt_str_t v = { strlen(s), (char *) s };
+    if (v.len == 0 || v.len > 255) {
+        *err = "\"server\" must be an address";
         return -1;
-    if (inet_pton(AF_INET, host, &sa->sin.sin_addr) == 1) {
-        sa->sin.sin_family = AF_INET;
-        sa->sin.sin_port = htons((in_port_t) pn);
-        *len = sizeof(struct sockaddr_in);
-        return 0;
     }
-    if (inet_pton(AF_INET6, host, &sa->sin6.sin6_addr) == 1) {
-        sa->sin6.sin6_family = AF_INET6;
-        sa->sin6.sin6_port = htons((in_port_t) pn);
-        *len = sizeof(struct sockaddr_in6);
-        return 0;
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if (c <= ' ' || c == 0x7f) {
+            *err = "\"server\" must be an address";
+            return -1;
+        }
     }
-    return -1;
+    return pt__upstream_resolve_addr(&v, 80, sa, len, API_MAX_ADDRS, err);
 }
 
 /* Serves the request once any body is read. */
@@ -529,37 +514,69 @@ static int api_process(pt_http_request_t *r, api_ctx_t *ctx)
             if (strcmp(kv[i].key, "backup") == 0 && kv[i].type == 'b')
                 backup = (int) kv[i].num;
         }
-        pt_sockaddr_t sa;
-        socklen_t len;
-        if (server == NULL || parse_peer_addr(server, &sa, &len) != 0)
-            return api_error(r, 400, "UpstreamBadAddress", "\"server\" must be an IP address with a port");
+        if (server == NULL)
+            return api_error(r, 400, "UpstreamBadAddress", "\"server\" is required");
+        pt_sockaddr_t sa[API_MAX_ADDRS];
+        socklen_t len[API_MAX_ADDRS];
+        const char *err = NULL;
+        int naddr = parse_peer_addrs(server, sa, len, &err);
+        if (naddr <= 0) {
+            char text[160];
+            snprintf(text, sizeof(text), "\"server\": %s", err ? err : "invalid address");
+            return api_error(r, 400, "UpstreamBadAddress", text);
+        }
         pt_str_t srv = { strlen(server), (char *) server };
         pt__upstream_lock(g);
-        for (pt_upstream_peers_t *ps = g->peers; ps; ps = ps->next)
-            for (unsigned i = 0; i < ps->number; i++)
-                if (!ps->peer[i].removed && ps->peer[i].socklen == len
-                    && memcmp(&ps->peer[i].sockaddr, &sa, len) == 0) {
-                    pt__upstream_unlock(g);
-                    return api_error(r, 409, "UpstreamServerExists", "the server already exists");
-                }
-        pt_upstream_peer_t *np = pt__upstream_peer_add(g, backup, &sa, len, &srv);
-        if (np == NULL) {
-            pt__upstream_unlock(g);
-            return api_error(r, 507, "UpstreamOutOfMemory", "no room for another server in the zone");
+        /* the addresses not in the group yet; none left: a duplicate */
+        int fresh[API_MAX_ADDRS], nfresh = 0;
+        for (int k = 0; k < naddr; k++) {
+            int exists = 0;
+            for (pt_upstream_peers_t *ps = g->peers; ps && !exists; ps = ps->next)
+                for (unsigned i = 0; i < ps->number; i++)
+                    if (!ps->peer[i].removed && ps->peer[i].socklen == len[k]
+                        && memcmp(&ps->peer[i].sockaddr, &sa[k], len[k]) == 0) {
+                        exists = 1;
+                        break;
+                    }
+            if (!exists)
+                fresh[nfresh++] = k;
         }
-        const char *bad = apply_fields(np, kv, nkv, 1);
-        if (bad) {
-            pt__upstream_peer_remove(g, np);
+        if (nfresh == 0) {
+            pt__upstream_unlock(g);
+            return api_error(r, 409, "UpstreamServerExists", "the server already exists");
+        }
+        pt_upstream_peer_t *added[API_MAX_ADDRS];
+        int nadded = 0;
+        const char *bad = NULL;
+        for (int k = 0; k < nfresh && bad == NULL; k++) {
+            pt_upstream_peer_t *np = pt__upstream_peer_add(g, backup, &sa[fresh[k]], len[fresh[k]],
+                                                           &srv);
+            if (np == NULL)
+                break;
+            added[nadded++] = np;
+            bad = apply_fields(np, kv, nkv, 1);
+        }
+        if (bad != NULL || nadded < nfresh) {
+            for (int k = 0; k < nadded; k++)
+                pt__upstream_peer_remove(g, added[k]);
             pt__upstream_zone_changed(g);
             pt__upstream_unlock(g);
-            return api_error(r, 400, "UpstreamConfFormatError", bad);
+            if (bad)
+                return api_error(r, 400, "UpstreamConfFormatError", bad);
+            return api_error(r, 507, "UpstreamOutOfMemory", "no room for another server in the zone");
         }
         pt__upstream_zone_changed(g);
-        out_peer(&o, np, backup, now);
+        out_peer(&o, added[0], backup, now);
+        char names[API_MAX_ADDRS][160];
+        for (int k = 0; k < nadded; k++)
+            pt_sockaddr_text(&added[k]->sockaddr.sa, added[k]->socklen, names[k],
+                             sizeof(names[k]), 1);
         pt__upstream_unlock(g);
         outf(&o, "\n");
-        pt_log_error(PT_LOG_NOTICE, &r->connection->log, 0, "api: server %s added to upstream \"%.*s\"",
-                     server, (int) g->name.len, g->name.data);
+        for (int k = 0; k < nadded; k++)
+            pt_log_error(PT_LOG_NOTICE, &r->connection->log, 0,
+                         "api: server %s (%s) added to upstream \"%.*s\"", server, names[k],
+                         (int) g->name.len, g->name.data);
         return send_json(r, 201, &o);
     }
 

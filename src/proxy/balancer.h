@@ -51,6 +51,17 @@ struct pt_upstream_shared_s {
 
 pt_upstream_ext_t *pt__upstream_ext(pt_conf_t *cf, pt_upstream_group_t *g);
 
+/* health.c: the group's health_check flags (0 without one). */
+#define PT_HC_MANDATORY  1
+#define PT_HC_PERSISTENT 2
+unsigned pt__upstream_hc_flags(const pt_upstream_group_t *g);
+
+/* upstream_conf.c: "host[:port]", "[v6]:port", "ip:port" or "unix:/path" to
+ * addresses (host names through getaddrinfo, which blocks). Returns how many
+ * were written (<= max, duplicates skipped) or -1 with *err set. */
+int pt__upstream_resolve_addr(const pt_str_t *addr, in_port_t default_port,
+                              pt_sockaddr_t *out, socklen_t *outlen, int max, const char **err);
+
 /* resolver.c: setters of `resolver` and `resolver_timeout` in an upstream
  * block (conf = the group); they override the http-level ones for it. */
 const char *pt__upstream_resolver_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf);

@@ -1,7 +1,9 @@
 /* Module "http_upstream_hc": active health checks (what nginx keeps for its
- * paid edition), in the upstream block:
+ * paid edition), in the upstream block or, as nginx Plus, in the location
+ * whose proxy_pass names the group:
  *
- *   health_check [interval=5s] [fails=1] [passes=1] [uri=/] [match=NAME] [port=N];
+ *   health_check [interval=5s] [fails=1] [passes=1] [uri=/] [match=NAME] [port=N]
+ *                [mandatory [persistent]];
  *   match NAME { status 200-399; header Name = value; header Name ~ re; body ~ "re"; }
  *
  * The group needs a `zone`: health state lives with the peers in shared
@@ -11,12 +13,22 @@
  * out or its pid is gone and the next worker to tick takes over. So a backend
  * is probed once per interval, not once per worker.
  *
+ * In a location, the probes use that location's proxy settings: TLS when its
+ * proxy_pass is https:// (its proxy_ssl_*: SNI name, verify, trusted
+ * certificates, client certificate) and the Host header the proxy sends when
+ * it is fixed (a literal proxy_set_header Host, else the proxy_pass host). In
+ * the upstream block the probes are plain HTTP with the peer's address as
+ * Host. A group has at most one health check (exactly one prober).
+ *
  * A probe is a fresh connection to the peer (or to port=), a
  * "GET uri HTTP/1.1" with Connection: close, and the response read up to
  * 16 KB or the close; the timeout is the interval (at least 1 s). Without a
  * match block a 2xx or 3xx status passes. `fails` consecutive failures make
  * the peer unhealthy (no traffic), `passes` consecutive passes bring it back
- * (with its slow_start ramp). Every change is logged: warn when a peer goes
+ * (with its slow_start ramp). `mandatory`: a new peer (startup, API,
+ * resolver, a group rebuilt by a reload) is `checking` (no traffic) until its
+ * first verdict; `persistent`: a peer healthy before such a reload is not.
+ * Every change is logged: warn when a peer goes
  * unhealthy, notice when it recovers. */
 #include <errno.h>
 #include <signal.h>
@@ -27,6 +39,7 @@
 #include <unistd.h>
 
 #include "balancer.h"
+#include "health.h"
 #include "../config/cycle.h"
 #include "../core/loop.h"
 #include "../core/time.h"
@@ -74,8 +87,13 @@ struct pt_upstream_hc_s {
     pt_str_t             match_name;
     hc_match_t          *match;
     in_port_t            port;       /* 0: the peer's */
+    unsigned             flags;      /* PT_HC_MANDATORY, PT_HC_PERSISTENT */
     const char          *file;
     unsigned             line;
+    void               **loc_conf;   /* in a location: its confs; NULL in upstream */
+    pt_tls_upstream_conf_t *tls;     /* https probes (location with https://) */
+    pt_str_t             host;       /* Host header; empty: the peer's address */
+    pt_str_t             sni;        /* TLS name */
     /* per worker */
     pt_event_t           timer;
     pt_cycle_t          *cycle;
@@ -85,7 +103,7 @@ struct pt_upstream_hc_s {
 };
 
 struct hc_probe_s {
-    pt_io_t            io;
+    pt_conn_t         *c;            /* NULL until connected / after the end */
     hc_probe_t        *next, **prevp;
     pt_upstream_hc_t  *hc;
     pt_upstream_peer_t *peer;
@@ -218,6 +236,25 @@ static void report(pt_upstream_hc_t *hc, pt_upstream_peer_t *peer, unsigned id, 
         return;
     }
     snprintf(name, sizeof(name), "%.*s", (int) peer->name.len, peer->name.data);
+    if (peer->checking) {
+        /* mandatory: the first verdict decides */
+        peer->checking = 0;
+        if (pass) {
+            peer->hc_fails = 0;
+            peer->hc_passes = hc->passes;
+            peer->unhealthy = 0;
+            peer->start_time = pt_current_msec;
+        } else {
+            peer->hc_passes = 0;
+            peer->hc_fails = hc->fails;
+        }
+        pt__upstream_unlock(g);
+        pt_log_error(pass ? PT_LOG_INFO : PT_LOG_WARN, hc->cycle->log, 0,
+                     "peer %s in upstream \"%.*s\" is %s after its first health check%s%s%s",
+                     name, (int) g->name.len, g->name.data, pass ? "healthy" : "unhealthy",
+                     pass ? "" : " (", pass ? "" : (why ? why : "error"), pass ? "" : ")");
+        return;
+    }
     if (pass) {
         peer->hc_fails = 0;
         peer->hc_passes++;
@@ -263,13 +300,24 @@ static void probe_free(void *p)
     free(pr);
 }
 
+static void probe_close(hc_probe_t *pr)
+{
+    pt_conn_t *c = pr->c;
+    if (c == NULL)
+        return;
+    pr->c = NULL;
+    pt_timer_del(&c->io.read);
+    pt_timer_del(&c->io.write);
+    c->data = NULL;
+    pt_conn_close(c);
+}
+
 static void probe_finish(hc_probe_t *pr, int pass, const char *why)
 {
     if (pr->done)
         return;
     pr->done = 1;
-    if (pr->io.fd >= 0)
-        pt_loop_close_io(&pr->io);
+    probe_close(pr);
     pr->hc->inflight--;
     *pr->prevp = pr->next;
     if (pr->next)
@@ -290,21 +338,30 @@ static void probe_judge(hc_probe_t *pr)
     probe_finish(pr, pass, why);
 }
 
+static hc_probe_t *probe_of(pt_event_t *ev)
+{
+    pt_conn_t *c = ev->data;
+    hc_probe_t *pr = c ? c->data : NULL;
+    return pr == NULL || pr->done || pr->c != c ? NULL : pr;
+}
+
 static void on_probe_read(pt_event_t *ev)
 {
-    hc_probe_t *pr = ev->data;
-    if (pr->done)
+    hc_probe_t *pr = probe_of(ev);
+    if (pr == NULL)
         return;
     if (ev->timedout) {
         probe_finish(pr, 0, "timed out");
         return;
     }
+    if (!pr->connected || pr->sent < pr->req_len)
+        return;          /* the write side is still busy */
     for (;;) {
         if (pr->len == sizeof(pr->buf)) {
             probe_judge(pr);
             return;
         }
-        ssize_t n = recv(pr->io.fd, pr->buf + pr->len, sizeof(pr->buf) - pr->len, 0);
+        ssize_t n = pr->c->recv(pr->c, pr->buf + pr->len, sizeof(pr->buf) - pr->len);
         if (n > 0) {
             pr->len += (size_t) n;
             continue;
@@ -313,21 +370,59 @@ static void on_probe_read(pt_event_t *ev)
             probe_judge(pr);
             return;
         }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            ev->ready = 0;
+        if (n == PT_IO_AGAIN)
+            return;
+        /* a peer that answered in full and then reset still answered */
+        if (pr->len && memmem(pr->buf, pr->len, "\r\n\r\n", 4) != NULL) {
+            probe_judge(pr);
             return;
         }
-        if (errno == EINTR)
-            continue;
         probe_finish(pr, 0, pr->len ? "read error" : "connection refused or reset");
         return;
     }
 }
 
+static void probe_send(hc_probe_t *pr)
+{
+    pt_conn_t *c = pr->c;
+    while (pr->sent < pr->req_len) {
+        ssize_t n = c->send(c, pr->req + pr->sent, pr->req_len - pr->sent);
+        if (n > 0) {
+            pr->sent += (size_t) n;
+            continue;
+        }
+        if (n == PT_IO_AGAIN)
+            return;
+        probe_finish(pr, 0, "send() failed");
+        return;
+    }
+    pt_timer_del(&c->io.write);
+    on_probe_read(&c->io.read);
+}
+
+static void on_probe_write(pt_event_t *ev);
+
+static void on_probe_tls_done(pt_conn_t *c, int rc)
+{
+    hc_probe_t *pr = c->data;
+    int timedout = c->io.write.timedout || c->io.read.timedout;
+    c->io.read.timedout = c->io.write.timedout = 0;
+    c->io.read.handler = on_probe_read;
+    c->io.write.handler = on_probe_write;
+    if (pr == NULL || pr->done || pr->c != c)
+        return;
+    if (rc != 0) {
+        probe_finish(pr, 0, timedout ? "timed out" : "TLS handshake failed");
+        return;
+    }
+    pr->connected = 1;
+    probe_send(pr);
+}
+
 static void on_probe_write(pt_event_t *ev)
 {
-    hc_probe_t *pr = ev->data;
-    if (pr->done)
+    hc_probe_t *pr = probe_of(ev);
+    if (pr == NULL)
         return;
     if (ev->timedout) {
         probe_finish(pr, 0, "timed out");
@@ -336,30 +431,19 @@ static void on_probe_write(pt_event_t *ev)
     if (!pr->connected) {
         int err = 0;
         socklen_t l = sizeof(err);
-        if (getsockopt(pr->io.fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0 || err != 0) {
+        if (getsockopt(pr->c->io.fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0 || err != 0) {
             probe_finish(pr, 0, "connect() failed");
+            return;
+        }
+        if (pr->hc->tls != NULL) {
+            /* the handshake runs under the same timers; the TLS code owns
+             * the handlers until it calls back */
+            pt_tls_upstream_connect(pr->c, pr->hc->tls, &pr->hc->sni, on_probe_tls_done);
             return;
         }
         pr->connected = 1;
     }
-    while (pr->sent < pr->req_len) {
-        ssize_t n = send(pr->io.fd, pr->req + pr->sent, pr->req_len - pr->sent, MSG_NOSIGNAL);
-        if (n > 0) {
-            pr->sent += (size_t) n;
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev->ready = 0;
-            return;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        probe_finish(pr, 0, "send() failed");
-        return;
-    }
-    pt_timer_del(&pr->io.write);
-    if (pr->io.read.ready)
-        on_probe_read(&pr->io.read);
+    probe_send(pr);
 }
 
 static void probe_start(pt_upstream_hc_t *hc, pt_upstream_peer_t *peer, unsigned id,
@@ -371,7 +455,6 @@ static void probe_start(pt_upstream_hc_t *hc, pt_upstream_peer_t *peer, unsigned
     pr->hc = hc;
     pr->peer = peer;
     pr->id = id;
-    pr->io.fd = -1;
     hc->inflight++;
     pr->next = hc->probes;
     pr->prevp = &hc->probes;
@@ -388,7 +471,16 @@ static void probe_start(pt_upstream_hc_t *hc, pt_upstream_peer_t *peer, unsigned
         else if (addr.sa.sa_family == AF_INET6)
             addr.sin6.sin6_port = htons(hc->port);
     }
-    size_t cap = hc->uri.len + hl + 160;
+    const char *hv = host;
+    size_t hvl = hl;
+    if (hc->host.len) {
+        hv = hc->host.data;
+        hvl = hc->host.len;
+    } else if (addr.sa.sa_family == AF_UNIX) {
+        hv = "localhost";
+        hvl = 9;
+    }
+    size_t cap = hc->uri.len + hvl + 160;
     pr->req = malloc(cap);
     if (pr->req == NULL) {
         probe_finish(pr, 0, "out of memory");
@@ -397,8 +489,7 @@ static void probe_start(pt_upstream_hc_t *hc, pt_upstream_peer_t *peer, unsigned
     int n = snprintf(pr->req, cap,
                      "GET %.*s HTTP/1.1\r\nHost: %.*s\r\nUser-Agent: portico-health-check\r\n"
                      "Connection: close\r\n\r\n", (int) hc->uri.len, hc->uri.data,
-                     (int) (addr.sa.sa_family == AF_UNIX ? 9 : hl),
-                     addr.sa.sa_family == AF_UNIX ? "localhost" : host);
+                     (int) hvl, hv);
     pr->req_len = n > 0 ? (size_t) n : 0;
 
     int fd = socket(addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -406,24 +497,27 @@ static void probe_start(pt_upstream_hc_t *hc, pt_upstream_peer_t *peer, unsigned
         probe_finish(pr, 0, "socket() failed");
         return;
     }
-    pr->io.fd = fd;
-    pr->io.read.handler = on_probe_read;
-    pr->io.read.data = pr;
-    pr->io.write.handler = on_probe_write;
-    pr->io.write.data = pr;
-    if (pt_loop_add_io(&pr->io) != 0) {
+    int rc = connect(fd, &addr.sa, len);
+    if (rc != 0 && errno != EINPROGRESS) {
         close(fd);
-        pr->io.fd = -1;
-        probe_finish(pr, 0, "epoll failed");
-        return;
-    }
-    int64_t timeout = hc->interval < 1000 ? 1000 : hc->interval;
-    pt_timer_add(&pr->io.read, timeout);
-    pt_timer_add(&pr->io.write, timeout);
-    if (connect(fd, &addr.sa, len) != 0 && errno != EINPROGRESS) {
         probe_finish(pr, 0, "connect() failed");
         return;
     }
+    pt_conn_t *c = pt_conn_get(fd, hc->cycle->log);
+    if (c == NULL) {
+        close(fd);
+        probe_finish(pr, 0, "no free connection");
+        return;
+    }
+    c->upstream = 1;
+    c->unix_socket = addr.sa.sa_family == AF_UNIX;
+    c->data = pr;
+    c->io.read.handler = on_probe_read;
+    c->io.write.handler = on_probe_write;
+    pr->c = c;
+    int64_t timeout = hc->interval < 1000 ? 1000 : hc->interval;
+    pt_timer_add(&c->io.read, timeout);
+    pt_timer_add(&c->io.write, timeout);
     /* the write event reports the connect's outcome */
 }
 
@@ -501,19 +595,25 @@ static void on_tick(pt_event_t *ev)
 
 static const char *health_check_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
 {
-    pt_upstream_group_t *g = conf;
     pt_str_t *value = cf->args->elts;
+    pt_upstream_group_t *g = NULL;
+    pt_upstream_ext_t *ext = NULL;
     (void) cmd;
 
-    pt_upstream_ext_t *ext = pt__upstream_ext(cf, g);
-    if (ext == NULL)
-        return "failed (out of memory)";
-    if (ext->hc)
-        return "is duplicate";
+    if (cf->ctx == PT_CTX_UPS) {
+        g = conf;
+        ext = pt__upstream_ext(cf, g);
+        if (ext == NULL)
+            return "failed (out of memory)";
+        if (ext->hc)
+            return "is duplicate";
+    }
     pt_upstream_hc_t *hc = pt_pcalloc(cf->pool, sizeof(*hc));
     if (hc == NULL)
         return "failed (out of memory)";
-    hc->group = g;
+    hc->group = g;        /* in a location: set once proxy_pass is known */
+    if (g == NULL)
+        hc->loc_conf = cf->http_ctx->loc_conf;
     hc->interval = 5000;
     hc->fails = 1;
     hc->passes = 1;
@@ -548,6 +648,10 @@ static const char *health_check_cmd(pt_conf_t *cf, const pt_command_t *cmd, void
         } else if (v->len > 6 && memcmp(v->data, "match=", 6) == 0) {
             hc->match_name.data = v->data + 6;
             hc->match_name.len = v->len - 6;
+        } else if (pt_str_eq_lit(v, "mandatory")) {
+            hc->flags |= PT_HC_MANDATORY;
+        } else if (pt_str_eq_lit(v, "persistent")) {
+            hc->flags |= PT_HC_PERSISTENT;
         } else if (v->len > 5 && memcmp(v->data, "port=", 5) == 0) {
             int64_t n = pt_atoi64(v->data + 5, v->len - 5);
             if (n < 1 || n > 65535)
@@ -557,8 +661,20 @@ static const char *health_check_cmd(pt_conf_t *cf, const pt_command_t *cmd, void
             goto invalid;
         }
     }
-    ext->hc = hc;
+    if ((hc->flags & PT_HC_PERSISTENT) && !(hc->flags & PT_HC_MANDATORY)) {
+        pt_conf_error(cf, PT_LOG_EMERG, 0, "\"persistent\" requires \"mandatory\"");
+        return PT_CONF_ERROR;
+    }
+    if (ext != NULL)
+        ext->hc = hc;
     hc_main_conf_t *hmcf = hmcf_of(cf);
+    if (g == NULL) {
+        /* one per location */
+        pt_upstream_hc_t **all = hmcf->checks.elts;
+        for (size_t i = 0; i < hmcf->checks.nelts; i++)
+            if (all[i]->loc_conf == hc->loc_conf)
+                return "is duplicate";
+    }
     pt_upstream_hc_t **slot = pt_array_push(&hmcf->checks);
     if (slot == NULL)
         return "failed (out of memory)";
@@ -711,7 +827,8 @@ static const char *match_block(pt_conf_t *cf, const pt_command_t *cmd, void *con
 }
 
 static const pt_command_t hc_commands[] = {
-    { "health_check", PT_CTX_UPS, 0, 0, PT_ARGS_ANY, health_check_cmd, PT_CONF_BLOCK_DATA, 0, NULL },
+    { "health_check", PT_CTX_UPS | PT_CTX_LOC, 0, 0, PT_ARGS_ANY, health_check_cmd,
+      PT_CONF_BLOCK_DATA, 0, NULL },
     { "match", PT_CTX_HTTP, PT_CONF_BLOCK, 1, 1, match_block, PT_CONF_HTTP_MAIN, 0, NULL },
     { "status", PT_CTX_MATCH, 0, 1, PT_ARGS_ANY, match_status, PT_CONF_BLOCK_DATA, 0, NULL },
     { "header", PT_CTX_MATCH, 0, 1, 3, match_header, PT_CONF_BLOCK_DATA, 0, NULL },
@@ -728,19 +845,52 @@ static void *create_main_conf(pt_conf_t *cf)
     return h;
 }
 
-/* End of http { }: match names resolve, a zone is required. */
-static const char *init_main_conf(pt_conf_t *cf, void *conf)
+unsigned pt__upstream_hc_flags(const pt_upstream_group_t *g)
 {
-    hc_main_conf_t *h = conf;
+    return g->ext && g->ext->hc ? g->ext->hc->flags : 0;
+}
+
+/* After http { } is merged (postconfiguration, so that the proxy's TLS
+ * settings are built): a location's check finds its group through the
+ * location's proxy_pass; match names resolve; a zone is required. */
+static int postconfiguration(pt_conf_t *cf)
+{
+    if (cf->cycle->http_ctx == NULL)
+        return 0;
+    hc_main_conf_t *h = cf->cycle->http_ctx->main_conf[pt_http_upstream_hc_module.index];
     pt_upstream_hc_t **hcs = h->checks.elts;
     for (size_t i = 0; i < h->checks.nelts; i++) {
         pt_upstream_hc_t *hc = hcs[i];
+        if (hc->loc_conf != NULL) {
+            pt_http_proxy_probe_t t;
+            if (pt_http_proxy_probe_target(hc->loc_conf, &t) != 0) {
+                pt_log_error(PT_LOG_EMERG, cf->log, 0,
+                             "\"health_check\" requires \"proxy_pass\" to an upstream group "
+                             "in the same location in %s:%u", hc->file, hc->line);
+                return -1;
+            }
+            pt_upstream_ext_t *ext = pt__upstream_ext(cf, t.group);
+            if (ext == NULL)
+                return -1;
+            if (ext->hc != NULL) {
+                pt_log_error(PT_LOG_EMERG, cf->log, 0,
+                             "upstream \"%.*s\" has a health check already (%s:%u), "
+                             "another one in %s:%u", (int) t.group->name.len,
+                             t.group->name.data, ext->hc->file, ext->hc->line, hc->file, hc->line);
+                return -1;
+            }
+            ext->hc = hc;
+            hc->group = t.group;
+            hc->tls = t.tls;
+            hc->host = t.host;
+            hc->sni = t.sni;
+        }
         pt_upstream_group_t *g = hc->group;
         if (g->ext->zone == NULL) {
             pt_log_error(PT_LOG_EMERG, cf->log, 0,
                          "health check requires a \"zone\" in upstream \"%.*s\" in %s:%u",
                          (int) g->name.len, g->name.data, hc->file, hc->line);
-            return PT_CONF_ERROR;
+            return -1;
         }
         if (hc->match_name.len) {
             hc_match_t **ms = h->matches.elts;
@@ -750,11 +900,11 @@ static const char *init_main_conf(pt_conf_t *cf, void *conf)
             if (hc->match == NULL) {
                 pt_log_error(PT_LOG_EMERG, cf->log, 0, "match \"%.*s\" not found in %s:%u",
                              (int) hc->match_name.len, hc->match_name.data, hc->file, hc->line);
-                return PT_CONF_ERROR;
+                return -1;
             }
         }
     }
-    return PT_CONF_OK;
+    return 0;
 }
 
 static int init_worker(pt_cycle_t *cycle)
@@ -792,10 +942,7 @@ static void exit_worker(pt_cycle_t *cycle)
         while (hc->probes) {
             hc_probe_t *pr = hc->probes;
             hc->probes = pr->next;
-            if (pr->io.fd >= 0) {
-                pt_loop_del_io(&pr->io);
-                close(pr->io.fd);
-            }
+            probe_close(pr);
             probe_free(pr);
         }
         if (sh == NULL)
@@ -813,7 +960,7 @@ pt_module_t pt_http_upstream_hc_module = {
     .name = "http_upstream_hc",
     .commands = hc_commands,
     .create_main_conf = create_main_conf,
-    .init_main_conf = init_main_conf,
+    .postconfiguration = postconfiguration,
     .init_worker = init_worker,
     .exit_worker = exit_worker,
 };

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "upstream.h"
+#include "health.h"     /* pt_http_proxy_probe_target (issue 4: location health_check) */
 #include "../http/core.h"
 #include "../tls/tls.h"
 #include "../http/h1_parse.h"
@@ -1362,6 +1363,31 @@ static const char *merge_loc_conf(pt_conf_t *cf, void *parent, void *child)
     if (c->url_ssl && pt_tls_upstream_conf_init(cf, &c->ssl) != 0)
         return PT_CONF_ERROR;
     return PT_CONF_OK;
+}
+
+/* ---- hook for health.c (issue 4: health_check in a location) -------------
+ * Read-only view of a merged location's proxy_pass target for the health
+ * probes; see health.h. Owner of this block: upstream engineer. */
+int pt_http_proxy_probe_target(void **loc_conf, pt_http_proxy_probe_t *out)
+{
+    proxy_loc_conf_t *c = loc_conf[pt_http_proxy_module.index];
+    if (c == NULL || c->target == NULL || c->target->group == NULL)
+        return -1;
+    memset(out, 0, sizeof(*out));
+    out->group = c->target->group;
+    out->host = c->target->host;
+    out->sni = c->target->name;
+    if (c->target->ssl)
+        out->tls = c->ssl.ctx ? &c->ssl : NULL;
+    if (c->ssl_name && c->ssl_name != PT_CONF_UNSET_PTR && c->ssl_name->is_literal)
+        out->sni = c->ssl_name->source;
+    if (c->set_headers && c->set_headers != PT_CONF_UNSET_PTR) {
+        proxy_header_t *h = c->set_headers->elts;
+        for (size_t i = 0; i < c->set_headers->nelts; i++)
+            if (pt_str_caseeq_lit(&h[i].name, "Host") && h[i].value.is_literal)
+                out->host = h[i].value.source;
+    }
+    return c->target->ssl && out->tls == NULL ? -1 : 0;
 }
 
 pt_module_t pt_http_proxy_module = {

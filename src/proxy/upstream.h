@@ -57,6 +57,7 @@ struct pt_upstream_peer_s {
     unsigned            drain:1;         /* API: no new requests */
     unsigned            removed:1;       /* API/resolver: slot free once conns == 0 */
     unsigned            resolved:1;      /* made by a "resolve" server line */
+    unsigned            checking:1;      /* health_check mandatory: no verdict yet */
 };
 
 /* A set of peers: the primary ones, and the backup ones as a second set. */

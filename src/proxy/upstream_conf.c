@@ -45,10 +45,11 @@ static pt_upstream_group_t *group_new(pt_conf_t *cf, const pt_str_t *name)
     return g;
 }
 
-/* Resolves "host[:port]", "[v6]:port" or "unix:/path" into addresses.
- * Returns the number of addresses written to out (<= max), or -1 with *err. */
-static int resolve(pt_conf_t *cf, const pt_str_t *addr, in_port_t default_port,
-                   pt_sockaddr_t *out, socklen_t *outlen, int max, const char **err)
+/* Resolves "host[:port]", "[v6]:port" or "unix:/path" into addresses
+ * (balancer.h). Returns the number of addresses written to out (<= max), or
+ * -1 with *err. */
+int pt__upstream_resolve_addr(const pt_str_t *addr, in_port_t default_port,
+                              pt_sockaddr_t *out, socklen_t *outlen, int max, const char **err)
 {
     if (addr->len >= 5 && memcmp(addr->data, "unix:", 5) == 0) {
         size_t plen = addr->len - 5;
@@ -139,7 +140,6 @@ static int resolve(pt_conf_t *cf, const pt_str_t *addr, in_port_t default_port,
         n++;
     }
     freeaddrinfo(res);
-    (void) cf;
     if (n == 0) {
         *err = "host not found";
         return -1;
@@ -167,7 +167,7 @@ static int build_peers(pt_conf_t *cf, pt_upstream_group_t *g)
 
     for (size_t i = 0; i < g->servers.nelts; i++) {
         const char *err = NULL;
-        int n = resolve(cf, &s[i].addr, g->port ? g->port : 80, addrs, lens, MAX_ADDRS, &err);
+        int n = pt__upstream_resolve_addr(&s[i].addr, g->port ? g->port : 80, addrs, lens, MAX_ADDRS, &err);
         if (n < 0 && s[i].resolve) {
             /* issue 4: resolver.c fills it in at runtime */
             continue;

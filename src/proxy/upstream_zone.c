@@ -14,8 +14,18 @@
  *
  * Across a reload a zone of the same name and size is kept: a group whose
  * server list did not change gets its old shared state back (failures,
- * health, runtime changes survive); otherwise it gets fresh state (the old
- * one is left to the old workers and not freed, a bounded leak per reload).
+ * health, runtime changes and servers added by the API survive); otherwise it
+ * gets fresh state built from the configuration, into which the health and
+ * failure state of the configured peers that remain is carried (servers added
+ * at runtime are dropped). The old state is left to the old workers and not
+ * freed, a bounded leak per reload that changed a group.
+ *
+ * A reload is two-phase: the init of a kept zone writes nothing the running
+ * workers see. New states are built on the root's pending list; only the
+ * commit callback (pt_cycle_commit, once the new cycle cannot fail any more)
+ * makes them the ones the next reload finds. A reload that fails after the
+ * zone was initialised (a later zone, the pid file) leaves the pending states
+ * behind, and the next init frees them.
  *
  * Every write to shared peers takes the group's mutex (pt__upstream_lock). */
 #include <stdio.h>
@@ -30,7 +40,10 @@
 
 pt_module_t pt_http_upstream_zone_module;
 
-/* The zone's root object: the groups placed in it. */
+/* The zone's root object: the groups placed in it. An entry on `pending`
+ * was made by the init of a reload that has not committed (yet): its state
+ * is invisible to the running workers; commit moves it to `entries`, and the
+ * next init frees what a failed reload left there. */
 typedef struct zone_entry_s {
     char                 name[128];
     uint32_t             signature;   /* of the server list as configured */
@@ -41,6 +54,7 @@ typedef struct zone_entry_s {
 
 typedef struct {
     zone_entry_t *entries;
+    zone_entry_t *pending;
 } zone_root_t;
 
 /* Config-side data of a zone: the groups that use it. */
@@ -80,6 +94,35 @@ static int copy_str(pt_slab_pool_t *sp, pt_str_t *s)
     return 0;
 }
 
+static void free_set(pt_slab_pool_t *sp, pt_upstream_peers_t *ps)
+{
+    if (ps == NULL)
+        return;
+    if (ps->peer != NULL) {
+        for (unsigned i = 0; i < ps->number; i++) {
+            pt_upstream_peer_t *p = &ps->peer[i];
+            if (p->name.len && p->name.data)
+                pt_slab_free(sp, p->name.data);
+            if (p->server.len && p->server.data)
+                pt_slab_free(sp, p->server.data);
+        }
+        pt_slab_free(sp, ps->peer);
+    }
+    pt_slab_free(sp, ps);
+}
+
+/* Frees a group's shared state that no worker ever saw. */
+static void free_shared(pt_slab_pool_t *sp, pt_upstream_shared_t *sh)
+{
+    if (sh == NULL)
+        return;
+    if (sh->peers != NULL) {
+        free_set(sp, sh->peers->next);
+        free_set(sp, sh->peers);
+    }
+    pt_slab_free(sp, sh);
+}
+
 static pt_upstream_peers_t *copy_set(pt_slab_pool_t *sp, const pt_upstream_peers_t *src,
                                      unsigned spare, unsigned *next_id)
 {
@@ -88,15 +131,24 @@ static pt_upstream_peers_t *copy_set(pt_slab_pool_t *sp, const pt_upstream_peers
         return NULL;
     unsigned n = src ? src->number : 0;
     ps->peer = pt_slab_calloc(sp, (n + spare) * sizeof(pt_upstream_peer_t));
-    if (ps->peer == NULL)
+    if (ps->peer == NULL) {
+        pt_slab_free(sp, ps);
         return NULL;
+    }
     for (unsigned i = 0; i < n; i++) {
         pt_upstream_peer_t *p = &ps->peer[i];
         *p = src->peer[i];
         p->next = NULL;
         p->id = (*next_id)++;
-        if (copy_str(sp, &p->name) != 0 || copy_str(sp, &p->server) != 0)
-            return NULL;
+        ps->number = i + 1;     /* so that free_set sees what was copied */
+        pt_str_t name = p->name, server = p->server;
+        p->name.len = p->server.len = 0;
+        if (copy_str(sp, &name) != 0)
+            goto failed;
+        p->name = name;
+        if (copy_str(sp, &server) != 0)
+            goto failed;
+        p->server = server;
     }
     ps->number = n;
     if (src) {
@@ -105,6 +157,112 @@ static pt_upstream_peers_t *copy_set(pt_slab_pool_t *sp, const pt_upstream_peers
         ps->single = src->single;
     }
     return ps;
+
+failed:
+    free_set(sp, ps);
+    return NULL;
+}
+
+/* A changed group starts from its configuration; what a configured peer
+ * learnt at runtime (health check verdict, passive failures) follows it when
+ * the same address is still in the same set. Servers added at runtime (API,
+ * resolver) are not carried over: the configuration is the source of truth. */
+static void carry_state(pt_upstream_peers_t *to, pt_upstream_peers_t *from, unsigned hc)
+{
+    int has_hc = hc != 0;
+    /* health_check mandatory: every peer waits for its first verdict, except
+     * (persistent) one that was healthy before the reload */
+    if (to != NULL && (hc & PT_HC_MANDATORY)) {
+        for (unsigned i = 0; i < to->number; i++)
+            to->peer[i].unhealthy = to->peer[i].checking = 1;
+        if (!(hc & PT_HC_PERSISTENT))
+            has_hc = 0;
+    }
+    if (to == NULL || from == NULL)
+        return;
+    for (unsigned i = 0; i < to->number; i++) {
+        pt_upstream_peer_t *p = &to->peer[i];
+        for (unsigned k = 0; k < from->number; k++) {
+            const pt_upstream_peer_t *q = &from->peer[k];
+            if (q->removed || q->name.len != p->name.len
+                || memcmp(q->name.data, p->name.data, p->name.len) != 0)
+                continue;
+            if (has_hc) {
+                p->checking = q->checking;
+                p->unhealthy = q->unhealthy;
+                p->hc_fails = q->hc_fails;
+                p->hc_passes = q->hc_passes;
+            }
+            p->fails = q->fails;
+            p->accessed = q->accessed;
+            p->checked = q->checked;
+            p->requests = q->requests;
+            p->failures = q->failures;
+            break;
+        }
+    }
+}
+
+static zone_entry_t *find_entry(zone_entry_t *list, const pt_str_t *name)
+{
+    for (zone_entry_t *it = list; it; it = it->next) {
+        if (strlen(it->name) == name->len && memcmp(it->name, name->data, name->len) == 0)
+            return it;
+    }
+    return NULL;
+}
+
+/* Points a group of the new cycle at a shared state (the new cycle's
+ * private view; the zone itself is not written). */
+static void attach(pt_upstream_group_t *g, const zone_entry_t *e)
+{
+    pt_upstream_ext_t *ext = g->ext;
+    ext->shared = e->shared;
+    ext->mutex = &e->shared->mutex;
+    ext->capacity = e->capacity;
+    ext->backup_capacity = e->backup_capacity;
+    g->peers = e->shared->peers;
+}
+
+/* Moves the pending entries to the live list: from now on the next reload
+ * finds them (the replaced states stay with the old workers that still use
+ * them, and are not freed: a bounded leak per reload that changed a group). */
+static void zone_commit_root(pt_slab_pool_t *sp, zone_root_t *root)
+{
+    while (root->pending != NULL) {
+        zone_entry_t *ne = root->pending;
+        root->pending = ne->next;
+        zone_entry_t *e = find_entry(root->entries,
+                                     &(pt_str_t) { strlen(ne->name), ne->name });
+        if (e != NULL) {
+            e->signature = ne->signature;
+            e->shared = ne->shared;
+            e->capacity = ne->capacity;
+            e->backup_capacity = ne->backup_capacity;
+            pt_slab_free(sp, ne);
+        } else {
+            ne->next = root->entries;
+            root->entries = ne;
+        }
+    }
+}
+
+static void zone_commit(pt_shm_zone_t *z)
+{
+    pt_slab_pool_t *sp = z->addr;
+    if (sp != NULL && sp->data != NULL)
+        zone_commit_root(sp, sp->data);
+}
+
+/* Frees what the init of a reload that never committed left behind. */
+static void drop_pending(pt_slab_pool_t *sp, zone_root_t *root)
+{
+    while (root->pending != NULL) {
+        zone_entry_t *e = root->pending;
+        root->pending = e->next;
+        free_shared(sp, e->shared);
+        pt_slab_free(sp, e);
+    }
 }
 
 static int zone_init(pt_shm_zone_t *z, void *old_data)
@@ -112,68 +270,72 @@ static int zone_init(pt_shm_zone_t *z, void *old_data)
     pt_slab_pool_t *sp = z->addr;
     zone_conf_t *zc = z->data;
     zone_root_t *root = old_data ? sp->data : NULL;
+    int live = root != NULL;    /* running workers use this zone: stage only */
 
     if (root == NULL) {
         root = pt_slab_calloc(sp, sizeof(*root));
         if (root == NULL)
             return -1;
+        sp->data = root;
     }
-    sp->data = root;
     z->data = zc;   /* keep: the next reload gets root through sp->data */
+    drop_pending(sp, root);
 
     pt_upstream_group_t **gs = zc->groups.elts;
     for (size_t i = 0; i < zc->groups.nelts; i++) {
         pt_upstream_group_t *g = gs[i];
-        pt_upstream_ext_t *ext = g->ext;
         uint32_t sig = signature(g);
 
-        zone_entry_t *e = NULL;
-        for (zone_entry_t *it = root->entries; it; it = it->next) {
-            if (strlen(it->name) == g->name.len && memcmp(it->name, g->name.data, g->name.len) == 0) {
-                e = it;
-                break;
-            }
-        }
+        zone_entry_t *e = find_entry(root->entries, &g->name);
         if (e && e->signature == sig && e->shared) {
             /* unchanged group: the state survives the reload */
-            ext->shared = e->shared;
-            ext->mutex = &e->shared->mutex;
-            g->peers = e->shared->peers;
-            pt_upstream_peers_t *ps = g->peers;
-            ext->capacity = e->capacity;
-            ext->backup_capacity = e->backup_capacity;
-            (void) ps;
+            attach(g, e);
             continue;
         }
-        if (e == NULL) {
-            e = pt_slab_calloc(sp, sizeof(*e));
-            if (e == NULL)
-                return -1;
-            snprintf(e->name, sizeof(e->name), "%.*s", (int) g->name.len, g->name.data);
-            e->next = root->entries;
-            root->entries = e;
-        }
-        pt_upstream_shared_t *sh = pt_slab_calloc(sp, sizeof(*sh));
-        if (sh == NULL || pt_shmtx_init(&sh->mutex) != 0)
+        /* a group declared twice in one zone is refused by the parser, so
+         * at most one pending entry per name */
+        zone_entry_t *ne = pt_slab_calloc(sp, sizeof(*ne));
+        pt_upstream_shared_t *sh = ne ? pt_slab_calloc(sp, sizeof(*sh)) : NULL;
+        if (sh == NULL || pt_shmtx_init(&sh->mutex) != 0) {
+            if (ne)
+                pt_slab_free(sp, ne);
+            if (sh)
+                pt_slab_free(sp, sh);
             return -1;
-        sh->next_id = 0;
+        }
+        snprintf(ne->name, sizeof(ne->name), "%.*s", (int) g->name.len, g->name.data);
+        ne->signature = sig;
+        ne->shared = sh;
+        /* on the pending list at once, so a failure below frees it next time */
+        ne->next = root->pending;
+        root->pending = ne;
+
         pt_upstream_peers_t *prim = copy_set(sp, g->peers, ZONE_SPARE_PRIMARY, &sh->next_id);
-        pt_upstream_peers_t *back = copy_set(sp, g->peers->next, ZONE_SPARE_BACKUP, &sh->next_id);
-        if (prim == NULL || back == NULL)
+        pt_upstream_peers_t *back = prim ? copy_set(sp, g->peers->next, ZONE_SPARE_BACKUP,
+                                                    &sh->next_id) : NULL;
+        if (prim == NULL || back == NULL) {
+            free_set(sp, prim);
             return -1;     /* the cycle logs that the zone could not be initialized */
+        }
         prim->next = back;
         sh->peers = prim;
-        e->shared = sh;
-        e->signature = sig;
-        ext->shared = sh;
-        ext->mutex = &sh->mutex;
-        ext->capacity = prim->number + ZONE_SPARE_PRIMARY;
-        ext->backup_capacity = back->number + ZONE_SPARE_BACKUP;
-        e->capacity = ext->capacity;
-        e->backup_capacity = ext->backup_capacity;
-        g->peers = prim;
+        ne->capacity = prim->number + ZONE_SPARE_PRIMARY;
+        ne->backup_capacity = back->number + ZONE_SPARE_BACKUP;
+        unsigned hc = g->ext->hc ? (pt__upstream_hc_flags(g) | 4) : 0;
+        if (e && e->shared) {
+            pt_shmtx_lock(&e->shared->mutex);
+            carry_state(prim, e->shared->peers, hc);
+            carry_state(back, e->shared->peers ? e->shared->peers->next : NULL, hc);
+            pt_shmtx_unlock(&e->shared->mutex);
+        } else {
+            carry_state(prim, NULL, hc);
+            carry_state(back, NULL, hc);
+        }
+        attach(g, ne);
         pt__upstream_zone_changed(g);
     }
+    if (!live)
+        zone_commit_root(sp, root);
     return 0;
 }
 
@@ -254,7 +416,7 @@ pt_upstream_peer_t *pt__upstream_peer_add(pt_upstream_group_t *g, int backup,
     p->removed = 0;
     p->down = 0;
     p->drain = 0;
-    p->unhealthy = 0;
+    p->unhealthy = p->checking = (pt__upstream_hc_flags(g) & PT_HC_MANDATORY) ? 1 : 0;
     p->fails = 0;
     p->hc_fails = p->hc_passes = 0;
     p->weight = 1;
@@ -309,6 +471,7 @@ static const char *zone_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
             return "failed (out of memory)";
         z->data = zc;
         z->init = zone_init;
+        z->commit = zone_commit;
     }
     pt_upstream_group_t **slot = pt_array_push(&zc->groups);
     if (slot == NULL)

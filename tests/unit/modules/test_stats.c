@@ -49,6 +49,8 @@ static void test_slots(void)
     set_names(&sc2, second, 2);
     zone.data = &sc2;
     ok(zone_init(&zone, &sc1) == 0, "kept zone initialised");
+    is_int(sc1.root->generation, 1, "nothing counted before the commit");
+    zone_commit(&zone);
     ok(sc2.root == sc1.root, "same root");
     ok(sc2.slots[0] == sc1.slots[1], "\"site\" keeps its slot");
     is_int(sc2.slots[0]->c.requests, 2, "and its counters");
@@ -69,7 +71,26 @@ static void test_slots(void)
     static const char *const third[] = { "site", "latest" };
     set_names(&sc3, third, 2);
     zone.data = &sc3;
+    /* a reload that fails after the zone init renames nothing */
+    static pt_stats_conf_t scf;
+    static const char *const failed[] = { "site", "doomed" };
+    set_names(&scf, failed, 2);
+    zone.data = &scf;
+    char before[PT_STATS_ZONES_MAX][PT_STATS_NAME_MAX];
+    for (unsigned k = 0; k < PT_STATS_ZONES_MAX; k++)
+        memcpy(before[k], sc2.root->slots[k].name, PT_STATS_NAME_MAX);
+    pt_stats_count(&sc2.slots[1]->c, 200, 1, 1);
+    ok(zone_init(&zone, &sc2) == 0, "full zone initialised for a reload that will fail");
+    int same = 1;
+    for (unsigned k = 0; k < PT_STATS_ZONES_MAX; k++)
+        same &= memcmp(before[k], sc2.root->slots[k].name, PT_STATS_NAME_MAX) == 0;
+    ok(same, "no slot renamed before the commit");
+    is_int(sc2.slots[1]->c.requests, 1, "running counters untouched");
+    is_int(sc2.root->generation, 2, "load not counted");
+
+    zone.data = &sc3;
     ok(zone_init(&zone, &sc2) == 0, "full zone initialised");
+    zone_commit(&zone);
     ok(sc3.slots[0] == sc2.slots[0], "\"site\" still kept");
     ok(sc3.slots[1] != NULL && strcmp(sc3.slots[1]->name, "latest") == 0, "\"latest\" got a slot");
     is_int(sc3.slots[1]->c.requests, 0, "reused slot starts at zero");

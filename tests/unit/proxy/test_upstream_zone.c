@@ -58,6 +58,7 @@ static pt_shm_zone_t *zone_for(pt_upstream_group_t **gs, unsigned n, pt_shm_zone
     }
     z->data = zc;
     z->init = zone_init;
+    z->commit = zone_commit;
     return z;
 }
 
@@ -130,12 +131,54 @@ static void test_reload(void)
     is_int(z2->init(z2, z->data), 0, "reload init");
     ok(g2->ext->shared == sh && g2->peers->peer[0].fails == 7, "unchanged group keeps its state");
 
-    /* other servers: fresh state */
+    /* other servers: fresh state, staged until the commit */
     pt_upstream_group_t *g3 = group("app", 3, 9001);
     pt_shm_zone_t *z3 = zone_for(&g3, 1, z);
     is_int(z3->init(z3, z2->data), 0, "reload init with a changed group");
-    ok(g3->ext->shared != sh && g3->peers->peer[0].fails == 0, "changed group starts fresh");
+    ok(g3->ext->shared != sh && g3->peers->peer[2].fails == 0, "changed group gets new state");
+    is_int(g3->peers->peer[0].fails, 7, "a remaining peer carries its failures");
     is_int(g3->peers->number, 3, "with its new peers");
+    zone_root_t *root = ((pt_slab_pool_t *) z->addr)->data;
+    ok(root->entries->shared == sh && root->pending != NULL, "nothing live changed before commit");
+    z3->commit(z3);
+    ok(root->entries->shared == g3->ext->shared && root->pending == NULL, "commit makes it live");
+}
+
+/* A reload whose cycle fails after the zone init: the running state stays the
+ * one the next reload finds, and the staged copy is freed. */
+static void test_failed_reload(void)
+{
+    pt_upstream_group_t *g = group("fr", 2, 9001);
+    pt_shm_zone_t *z = zone_for(&g, 1, NULL);
+    is_int(z->init(z, NULL), 0, "first init");
+    pt_slab_pool_t *sp = z->addr;
+    pt_upstream_shared_t *sh = g->ext->shared;
+    pt_sockaddr_t sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin.sin_family = AF_INET;
+    sa.sin.sin_port = htons(9100);
+    sa.sin.sin_addr.s_addr = htonl(0x7f000001);
+    pt_str_t srv = pt_string("127.0.0.1:9100");
+    ok(pt__upstream_peer_add(g, 0, &sa, sizeof(sa.sin), &srv) != NULL, "runtime addition");
+    pt__upstream_zone_changed(g);
+    g->peers->peer[1].unhealthy = 1;
+    size_t free_before = pt_slab_free_bytes(sp);
+
+    for (int round = 0; round < 20; round++) {
+        pt_upstream_group_t *gb = group("fr", 3, 9001);   /* changed, then "fails" */
+        pt_shm_zone_t *zb = zone_for(&gb, 1, z);
+        if (zb->init(zb, z->data) != 0)
+            break;
+    }
+    pt_upstream_group_t *g2 = group("fr", 2, 9001);       /* the old config again */
+    pt_shm_zone_t *z2 = zone_for(&g2, 1, z);
+    is_int(z2->init(z2, z->data), 0, "good reload init");
+    z2->commit(z2);
+    ok(g2->ext->shared == sh, "the running state is found again");
+    is_int(g2->peers->number, 3, "with the server added at runtime");
+    ok(g2->peers->peer[1].unhealthy, "and its health state");
+    ok(pt_slab_free_bytes(sp) + 4096 >= free_before, "failed reloads left nothing behind (%zu -> %zu)",
+       free_before, pt_slab_free_bytes(sp));
 }
 
 static void test_rr_on_shared_peers(void)
@@ -182,6 +225,7 @@ int main(void)
     pool = pt_pool_create(4096);
     subtest("copy_and_add", test_copy_and_add);
     subtest("reload", test_reload);
+    subtest("failed_reload", test_failed_reload);
     subtest("rr", test_rr_on_shared_peers);
     return done_testing();
 }
