@@ -869,9 +869,92 @@ for _path in SEED_FILES:
 # the tests
 # --------------------------------------------------------------------------
 
-# Known differences accepted, per (config, case): reason. Kept empty when all
-# match; see also Case(ignore=...).
-ACCEPTED = {}
+# Every difference found, per (config, case):
+#   ("accepted", why)  - intended or harmless; the pair still runs (both must
+#                        answer alike or stay silent alike is NOT required),
+#                        Portico must survive it (teardown checks its logs)
+#   ("xfail", what)    - a Portico bug in a file this suite's author does not
+#                        own; reported to the lead with file and function
+_NGINX_LENIENT = ("nginx 1.22 accepts this malformed request line or header; Portico "
+                  "rejects it with 400 as RFC 9112 allows (stricter parsing, no "
+                  "legitimate client sends it)")
+_EXPECT = ("the body arrived with the head: RFC 9110 10.1.1 lets a server omit "
+           "100 Continue when it already has the content; nginx sends it anyway")
+DIFFS = {
+    ("proxy_pass_uri", "hop-by-hop"): (
+        "accepted", "Portico drops Proxy-Connection (a hop-by-hop field in practice); "
+        "nginx passes it upstream"),
+    ("proxy_pass_uri", "connection-listed-header"): (
+        "accepted", "RFC 9110 7.6.1: a proxy must remove the fields named in Connection; "
+        "nginx passes them"),
+    ("proxy_pass_uri", "/err/__status/204"): (
+        "accepted", "nginx keeps an upstream 204's Content-Type (its header filter only "
+        "strips it when it builds the status line itself); a 204 has no content to type"),
+    ("proxy_pass_uri", "expect-100-with-body"): ("accepted", _EXPECT),
+    ("bad_requests", "expect-100-return"): ("accepted", _EXPECT),
+    ("bad_requests", "http-0.9"): (
+        "accepted", "HTTP/0.9 (no version): nginx answers with a bare body; Portico "
+        "answers 400 (HTTP/0.9 is obsolete, RFC 9112 has no place for it)"),
+    ("bad_requests", "http-1.00"): ("accepted", _NGINX_LENIENT),
+    ("bad_requests", "http-10.0"): (
+        "accepted", "both refuse HTTP/10.0: nginx with 505, Portico with 400 (a two-digit "
+        "major version is not HTTP-version syntax, RFC 9112 2.3)"),
+    ("bad_requests", "no-colon"): ("accepted", _NGINX_LENIENT),
+    ("bad_requests", "two-spaces"): ("accepted", _NGINX_LENIENT),
+    ("bad_requests", "trailing-space"): ("accepted", _NGINX_LENIENT),
+    ("bad_requests", "cl-two-same"): (
+        "accepted", "two identical Content-Length fields: RFC 9110 8.6 lets a recipient "
+        "take them as one (Portico does, and forwards one); nginx answers 400"),
+    ("bad_requests", "connect"): (
+        "accepted", "both refuse CONNECT: nginx 1.22 with 400 (authority-form target), "
+        "Portico with 405 as later nginx versions do"),
+    ("bad_requests", "body-short-then-eof"): (
+        "accepted", "the client closed mid-body: nginx closes silently, Portico writes a "
+        "400 the client will not read"),
+    ("server_names", "absolute-form-ftp"): (
+        "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
+        "http/https (an ftp:// target at an HTTP server is not a real request)"),
+    ("proxy_pass_uri", "/rw/one?k=v"): (
+        "xfail", "src/proxy/proxy.c build_uri(): after `rewrite ... break` in a location "
+        "whose proxy_pass has a URI part, nginx sends the rewritten URI whole "
+        "(GET /rewritten/one?k=v); Portico prepends the proxy_pass URI and keeps the "
+        "location prefix logic (GET /x//rewritten/one?k=v). Needs nginx's valid_location "
+        "flag: cleared when rewrite changes the URI in the location"),
+    ("proxy_pass_uri", "put-empty-body"): (
+        "xfail", "src/proxy/proxy.c create_request(): a PUT/POST with Content-Length: 0 "
+        "goes upstream without Content-Length (nginx sends Content-Length: 0; some "
+        "frameworks answer 411 to a body-less PUT/POST without it)"),
+    ("add_header", "trace-method"): (
+        "xfail", "src/http/h1_conn.c (request head checks, where CONNECT gets 405): nginx "
+        "answers TRACE with 405 before any location; Portico serves it (200)"),
+    ("bad_requests", "trace"): (
+        "xfail", "src/http/h1_conn.c: TRACE must get 405 (nginx), Portico serves it"),
+    ("static_tryfiles", "dir-redirect-http10-nohost"): (
+        "xfail", "src/http/h1_conn.c header serialiser (absolute_redirect): with no Host "
+        "and server_name_in_redirect off, nginx uses the local address "
+        "(http://127.0.0.1:PORT/dir/); Portico uses the server_name (the extra "
+        "`else if (cscf->server_name.len)` branch; h2_conn.c has the same)"),
+    ("redirects", "dir-http10-nohost"): (
+        "xfail", "src/http/h1_conn.c: as static_tryfiles|dir-redirect-http10-nohost"),
+    ("server_names", "host-bad-port"): (
+        "xfail", "src/http/request.c pt_http_validate_host(): nginx accepts any port text "
+        "after ':' (Host: example.com:abc selects example.com); Portico answers 400"),
+    ("uri_normalisation", "q-fragment"): (
+        "xfail", "src/http/h1_parse.c: a '#' in the query ends it in nginx ($args b=1, "
+        "upstream /q/a?b=1); Portico keeps '#f' in $args and sends it upstream"),
+    ("uri_normalisation", "q-utf8"): (
+        "xfail", "src/proxy/proxy.c build_uri()/escape_copy(): nginx escapes the URI it "
+        "sends upstream only when the client's URI had %-escapes or after an internal "
+        "redirect; Portico always escapes bytes >= 0x7f (caf%C3%A9 instead of raw UTF-8)"),
+    ("uri_normalisation", "q-quotes"): (
+        "xfail", "src/proxy/proxy.c escape_copy(): as q-utf8, '\"' becomes %22 where "
+        "nginx sends it raw"),
+}
+for _seed_case in ("/x?q=1@example.com", "xff-chain", "head", "post", "unknown-host",
+                   "upgrade", "http10"):
+    DIFFS[("seed:seed2_part9", _seed_case)] = (
+        "xfail", "src/proxy/proxy.c: proxy_pass http://$arg_target with an empty target "
+        "(the guide's DANGEROUS example) is 500 in nginx (invalid URL), 502 in Portico")
 
 
 def _params():
@@ -879,8 +962,9 @@ def _params():
     for cname, (text, cases, extra) in CORPUS.items():
         for c in cases:
             marks = []
-            if c.xfail:
-                marks.append(pytest.mark.xfail(strict=False, reason=c.xfail))
+            kind, why = DIFFS.get((cname, c.name), (None, None))
+            if kind == "xfail":
+                marks.append(pytest.mark.xfail(strict=False, reason=why))
             out.append(pytest.param(cname, c, id="%s|%s" % (cname, c.name), marks=marks))
     return out
 
@@ -953,9 +1037,12 @@ def test_same_as_nginx(servers, cname, case):
     pair = servers.get(cname)
     sn, sp, diffs, raws = nd.compare(case, pair)
     assert sn or case.expect_silence, "nginx gave no answer to %r" % case.data[:200]
-    reason = ACCEPTED.get((cname, case.name))
-    if reason:
-        pytest.skip("accepted difference: " + reason)
+    kind, why = DIFFS.get((cname, case.name), (None, None))
+    if kind == "accepted":
+        # Portico answered differently on purpose (see DIFFS); it must still
+        # have answered or closed, and its logs are checked at teardown
+        print("accepted difference (%s):\n%s" % (why, "\n".join(diffs)))
+        return
     assert not diffs, "Portico differs from nginx on %r:\n%s\n--- nginx raw\n%r\n--- portico raw\n%r" % (
         case.data[:300], "\n".join(diffs), raws[0][:1500], raws[1][:1500])
 
