@@ -97,6 +97,9 @@ def echo_handler(req, conn, backend):
     if "/__redirect" in req.path:
         status = 302
         extra.append(("Location", "http://127.0.0.1:%d/moved/there" % backend.port))
+    if "/__relredirect" in req.path:
+        status = 302
+        extra.append(("Location", "/rel/path?x=1"))
     if "/__text" in req.path:
         ctype = "text/html"
         body = (b"<html>" + b"portable text " * 200 + b"</html>")

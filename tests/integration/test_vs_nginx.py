@@ -29,6 +29,10 @@ FIXED_MTIME = 1700000000          # every served file gets this mtime
 
 L = "listen 127.0.0.1:@PORT@;"
 
+# nginx streams an autoindex page chunked (no Content-Length); Portico
+# builds it whole and sends its length: the same body, other framing
+FRAMING = ("content-length", "transfer-encoding")
+
 
 def G(path, **kw):
     return Case(path if "name" not in kw else kw.pop("name"), path=path, **kw)
@@ -62,6 +66,11 @@ DOCROOT_FILES = {
     "fb/exists.txt": "fb exists\n",
     "app/index.html": "<html>app index</html>\n",
     "x.php": "<?php raw ?>\n",
+    "listing/a.txt": "a\n",
+    "listing/b b.txt": "bb\n",
+    "listing/long-name-" + "n" * 60 + ".txt": "long\n",
+    "listing/amp&lt.html": "<p>x</p>\n",
+    "listing/sub/x.txt": "x\n",
 }
 
 
@@ -759,6 +768,118 @@ server {
 ])
 
 
+config("misc_semantics", """
+server {
+    %s
+    server_name example.com;
+    root @DOCROOT@;
+    if ($arg_srvret) { return 200 "server-level if\\n"; }
+    location = / { index index.html; }
+    location = /index.html { return 200 "exact index location\\n"; }
+    location /int/ { internal; return 200 "internal\\n"; }
+    location /to-int/ { rewrite ^ /int/x last; }
+    location /ai/ { autoindex on; alias @DOCROOT@/dir/; }
+    location /ls/ { autoindex on; alias @DOCROOT@/listing/; }
+    location /ls-exact/ { autoindex on; autoindex_exact_size off; autoindex_localtime off; alias @DOCROOT@/listing/; }
+    location /etag-off/ { etag off; alias @DOCROOT@/; }
+    location /ims-before/ { if_modified_since before; alias @DOCROOT@/; }
+    location /ims-off/ { if_modified_since off; alias @DOCROOT@/; }
+    location /expmax/ { expires max; alias @DOCROOT@/; }
+    location /exp1h/ { expires 1h; alias @DOCROOT@/; }
+    location /types/ { types { text/x-own txt; } alias @DOCROOT@/; }
+    location /dt/ { default_type text/x-default; alias @DOCROOT@/; }
+    location ~ ^/cap/(?<section>\\w+)/(\\d+)$ { set $n $2; return 200 "$section $n $1\\n"; }
+    location /relredir/ { proxy_pass http://@BACKEND@; }
+    location /relredir-off/ { absolute_redirect off; proxy_pass http://@BACKEND@; }
+    location /brk-if/ { if ($arg_b) { break; } return 200 "no break\\n"; }
+    location /named-err/ { proxy_intercept_errors on; error_page 404 = @up404; proxy_pass http://@BACKEND@; }
+    location @up404 { return 200 "named after upstream 404 $uri\\n"; }
+    location /hostport/ { proxy_pass http://@BACKEND@; proxy_set_header Host $host:$server_port; }
+    location /vars-proxy/ { proxy_pass http://@BACKEND@/v$request_uri; }
+    location /body/ { client_max_body_size 0; proxy_pass http://@BACKEND@; }
+    location /alias-re/ {
+        location ~ ^/alias-re/(.+\\.css)$ { alias @DOCROOT@/assets/$1; }
+    }
+    location /index-redirect/ { alias @DOCROOT@/dir/; index page.html; }
+}
+""" % L, [
+    G("/"), G("/index.html"), G("/?srvret=1"), G("/int/x"), G("/to-int/"), G("/ai/"),
+    G("/ai/sub/"), G("/ls/", ignore=FRAMING), G("/ls/sub/", ignore=FRAMING),
+    G("/ls-exact/", ignore=FRAMING), G("/ls", name="ls-noslash"),
+    G("/ls/", method="HEAD", name="ls-head", ignore=FRAMING), G("/etag-off/file.txt"),
+    G("/ims-before/file.txt", headers=[("If-Modified-Since", "Wed, 15 Nov 2023 00:00:00 GMT")]),
+    G("/ims-before/file.txt", headers=[("If-Modified-Since", "Mon, 13 Nov 2023 00:00:00 GMT")],
+      name="ims-before-older"),
+    G("/ims-off/file.txt", headers=[("If-Modified-Since", "Tue, 14 Nov 2023 22:13:20 GMT")]),
+    G("/file.txt", headers=[("If-Modified-Since", "Wed, 15 Nov 2023 00:00:00 GMT")],
+      name="ims-exact-newer"),
+    G("/file.txt", headers=[("If-Modified-Since", "garbage")], name="ims-garbage"),
+    G("/file.txt", headers=[("If-Match", '"nope"')], name="if-match-fail"),
+    G("/file.txt", headers=[("If-Match", "*")], name="if-match-star"),
+    G("/file.txt", headers=[("If-Unmodified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")],
+      name="ius-old"),
+    G("/file.txt", headers=[("If-None-Match", "*")], name="inm-star"),
+    G("/file.txt", headers=[("If-None-Match", 'W/"6553f100-10"')], name="inm-weak"),
+    G("/file.txt", headers=[("Range", "bytes=2-"), ("If-Range", '"6553f100-10"')],
+      name="if-range-match"),
+    G("/file.txt", headers=[("Range", "bytes=2-"), ("If-Range", '"x"')],
+      name="if-range-nomatch"),
+    G("/file.txt", headers=[("Range", "bytes=5-2")], name="range-inverted"),
+    G("/file.txt", headers=[("Range", "items=0-1")], name="range-other-unit"),
+    G("/file.txt", method="HEAD", headers=[("Range", "bytes=0-1")], name="range-head"),
+    G("/expmax/file.txt", ignore=("expires",)), G("/exp1h/file.txt", ignore=("expires",)),
+    G("/types/file.txt"), G("/types/style.css"), G("/dt/noext"), G("/dt/file.txt"),
+    G("/cap/abc/42"), G("/relredir/__relredirect"), G("/relredir-off/__relredirect"),
+    G("/brk-if/?b=1"), G("/brk-if/"), G("/named-err/__status/404"),
+    G("/hostport/"), G("/vars-proxy/a?b=c"),
+    G("/body/", method="POST", body="x" * 5000, name="body-unlimited"),
+    G("/alias-re/style.css"), G("/alias-re/missing.css"), G("/index-redirect/"),
+])
+
+config("keepalive", """
+keepalive_requests 2;
+server {
+    %s
+    server_name x;
+    location / { return 200 "ka\\n"; }
+    location /p/ { proxy_pass http://@BACKEND@; }
+}
+server {
+    listen 127.0.0.1:@PORT2@;
+    keepalive_timeout 0;
+    location / { return 200 "no ka\\n"; }
+}
+""" % L, [
+    Case("three-on-one", data="GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 3, n=2),
+    Case("proxied-then-return", data="GET /p/a HTTP/1.1\r\nHost: x\r\n\r\n"
+         "GET / HTTP/1.1\r\nHost: x\r\n\r\n", n=2),
+    Case("ka-timeout-0", data="GET / HTTP/1.1\r\nHost: x\r\n\r\n", port="PORT2"),
+    Case("ka-timeout-0-http10", data="GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+         port="PORT2"),
+    Case("http10-ka-then-11", data="GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+         "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", n=2),
+])
+
+config("header_limits", """
+client_header_buffer_size 1k;
+large_client_header_buffers 2 2k;
+server {
+    %s
+    server_name x;
+    location / { return 200 "ok\\n"; }
+}
+""" % L, [
+    Case("uri-1500", data="GET /" + "u" * 1500 + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    Case("uri-2100", data="GET /" + "u" * 2100 + " HTTP/1.1\r\nHost: x\r\n\r\n"),
+    Case("header-1900", data="GET / HTTP/1.1\r\nHost: x\r\nX-A: " + "a" * 1900 +
+         "\r\nConnection: close\r\n\r\n"),
+    Case("header-2100", data="GET / HTTP/1.1\r\nHost: x\r\nX-A: " + "a" * 2100 + "\r\n\r\n"),
+    Case("three-1500-headers", data="GET / HTTP/1.1\r\nHost: x\r\n" +
+         "".join("X-%d: %s\r\n" % (i, "b" * 1500) for i in range(3)) + "\r\n"),
+    Case("cookie-2100", data="GET / HTTP/1.1\r\nHost: x\r\nCookie: " + "c" * 2100 + "\r\n\r\n"),
+])
+
+
 # --------------------------------------------------------------------------
 # the seed guides' configs, made runnable
 # --------------------------------------------------------------------------
@@ -950,6 +1071,10 @@ DIFFS = {
         "xfail", "src/proxy/proxy.c escape_copy(): as q-utf8, '\"' becomes %22 where "
         "nginx sends it raw"),
 }
+DIFFS[("misc_semantics", "/ls-exact/")] = (
+    "xfail", "src/modules/autoindex.c entry line: with autoindex_exact_size off nginx "
+    "writes a directory's size as 6 spaces + '-' and a file's as ' %6d' under 10000 "
+    "bytes, else '%6d' + K/M/G (rounded half up); Portico keeps the 19-wide column")
 for _seed_case in ("/x?q=1@example.com", "xff-chain", "head", "post", "unknown-host",
                    "upgrade", "http10"):
     DIFFS[("seed:seed2_part9", _seed_case)] = (
