@@ -91,6 +91,13 @@ def echo_handler(req, conn, backend):
     body = json.dumps(rec, sort_keys=True).encode()
     status, extra = 200, [("X-Echo", "1")]
     ctype = "application/json"
+    if "/__ws" in req.path:
+        # a WebSocket-style switch: what was received rides in a header
+        # (the tunnel that follows is not compared)
+        return ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nX-Received: %s\r\n\r\n" % json.dumps(
+                    {"line": rec["line"], "headers": rec["headers"]}, sort_keys=True)
+                ).encode("latin-1")
     m = re.search(r"/__status/(\d{3})", req.path)
     if m:
         status = int(m.group(1))
@@ -301,12 +308,12 @@ def _parse(data, heads, closed):
         hmap = {k.lower(): v for k, v in headers}
         p = end + 4
         is_head = heads[i] if i < len(heads) else False
-        if 100 <= status < 200:
+        if 100 <= status < 200 and status != 101:
             # an interim answer: keep it, it does not consume a request
             out.append(Answer(m.group(1), status, m.group(3) or "", headers, b"", True))
             pos = p
             continue
-        if is_head or status in (204, 304):
+        if is_head or status in (101, 204, 304):
             body, nxt, ok = b"", p, True
         elif "chunked" in hmap.get("transfer-encoding", "").lower():
             body, q, ok = b"", p, False
@@ -344,9 +351,10 @@ def _parse(data, heads, closed):
     return out, True
 
 
-def exchange(port, data, n=1, heads=(), timeout=5.0, shut_write=False):
-    """Send raw bytes; read until `n` final answers are complete or the peer
-    closes. Returns (answers, closed, raw)."""
+def exchange(port, data, n=1, heads=(), timeout=5.0, shut_write=False, interim=False):
+    """Send raw bytes; read until `n` final answers are complete (with
+    interim, until the first answer of any kind) or the peer closes.
+    Returns (answers, closed, raw)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     raw = b""
     closed = False
@@ -356,8 +364,10 @@ def exchange(port, data, n=1, heads=(), timeout=5.0, shut_write=False):
             s.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            finals = [a for a in _parse(raw, heads, False)[0] if a.status >= 200 or a.status == 0]
             ans, ok = _parse(raw, heads, False)
+            if interim and ans and ok:
+                break
+            finals = [a for a in ans if a.status >= 200 or a.status in (0, 101)]
             if ok and len(finals) >= n and n > 0:
                 break
             try:
@@ -478,9 +488,9 @@ def compare(case, pair):
     data_n = case.data.replace(b"@PORT@", str(port_n).encode())
     data_p = case.data.replace(b"@PORT@", str(port_p).encode())
     ans_n, closed_n, raw_n = exchange(port_n, data_n, case.n, case.heads,
-                                      shut_write=case.shut_write)
+                                      shut_write=case.shut_write, interim=case.interim)
     ans_p, closed_p, raw_p = exchange(port_p, data_p, case.n, case.heads,
-                                      shut_write=case.shut_write)
+                                      shut_write=case.shut_write, interim=case.interim)
     sig_n = signatures(NGINX_BIN)
     sig_p = signatures(pair.portico.binary)
     heads_n = _head_flags(ans_n, case.heads)
@@ -514,7 +524,7 @@ class Case:
 
     def __init__(self, name, data=None, n=1, heads=None, ignore=(), compare_body=True,
                  compare_close=True, shut_write=False, xfail=None, port="PORT",
-                 gunzip=False, expect_silence=False, **req):
+                 gunzip=False, expect_silence=False, interim=False, **req):
         self.name = name
         self.data = data if data is not None else build_request(**req)
         if isinstance(self.data, str):
@@ -529,4 +539,5 @@ class Case:
         self.xfail = xfail
         self.port = port
         self.gunzip = gunzip
+        self.interim = interim     # stop at the first answer, 100 Continue included
         self.expect_silence = expect_silence   # nginx closes without an answer

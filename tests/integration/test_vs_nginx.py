@@ -29,6 +29,10 @@ FIXED_MTIME = 1700000000          # every served file gets this mtime
 
 L = "listen 127.0.0.1:@PORT@;"
 
+WS_HEADERS = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+              ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+              ("Sec-WebSocket-Version", "13")]
+
 # nginx streams an autoindex page chunked (no Content-Length); Portico
 # builds it whole and sends its length: the same body, other framing
 FRAMING = ("content-length", "transfer-encoding")
@@ -537,6 +541,9 @@ server {
     G("/?v=1"), G("/?v=2"),
     G("/ws/", headers=[("Upgrade", "websocket")], name="ws-upgrade-hdr"),
     G("/ws/", name="ws-no-upgrade"),
+    G("/ws/__ws", headers=WS_HEADERS, name="ws-handshake", compare_close=False),
+    G("/ws/__ws", headers=WS_HEADERS, version="HTTP/1.0", name="ws-handshake-http10",
+      compare_close=False),
     G("/vars/?b=2&a=1", headers=[("Cookie", "x=1; a=cookieval; b=2"),
                                  ("Content-Type", "text/x"), ("User-Agent", "UA"),
                                  ("X-Dash-Name", "d")]),
@@ -639,7 +646,7 @@ BAD = [
          "Expect: 100-continue\r\nConnection: close\r\n\r\nabc"),
     Case("expect-100-proxy-nobody", data="POST /p/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
          "Expect: 100-continue\r\nConnection: close\r\n\r\n", compare_close=False,
-         shut_write=False, n=1),
+         interim=True),
     Case("expect-unknown", data="POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
          "Expect: something\r\nConnection: close\r\n\r\nabc"),
     Case("expect-http10", data="POST / HTTP/1.0\r\nHost: x\r\nContent-Length: 3\r\n"
@@ -950,10 +957,15 @@ def seed_to_config(path):
     for mod, loc in re.findall(r"location\s+(=\s+|\^~\s+)?(/[^\s{]*)", body):
         locs.append(loc)
     stub = set(re.findall(r"location\s+(?:=\s+)?(/\S*)\s*\{[^}]*stub_status", body))
-    return wrap_http(body), hosts, locs, stub
+    # locations set up for WebSockets (Upgrade passed on, HTTP/1.1)
+    ws = set(m.group(1) for m in re.finditer(
+        r"location\s+(?:\^~\s+)?(/\S*)\s*\{([^}]*)\}", body)
+        if re.search(r"proxy_set_header\s+Upgrade|proxy_params", m.group(2)))
+    return wrap_http(body), hosts, locs, (stub, ws)
 
 
-def seed_cases(hosts, locs, stub):
+def seed_cases(hosts, locs, special):
+    stub, ws = special
     cases = []
     hosts = hosts[:3] or ["example.com"]
     paths = ["/"] + [p for p in locs if p != "/"]
@@ -971,6 +983,10 @@ def seed_cases(hosts, locs, stub):
         Case("upgrade", path=paths[-1], host=h, headers=[("Upgrade", "websocket")]),
         Case("http10", path="/", host=h, version="HTTP/1.0"),
     ]
+    for p in paths:
+        if p in ws:
+            cases.append(Case("websocket%s" % p, path=p + "__ws", host=h, headers=WS_HEADERS,
+                              compare_close=False))
     return cases
 
 
