@@ -406,6 +406,23 @@ server {
     G("/dir", version="HTTP/1.0", host=None, name="dir-redirect-http10-nohost"),
 ])
 
+config("try_files_dirs", """
+server {
+    %s
+    server_name example.com;
+    root @DOCROOT@;
+    location / { try_files $uri /index.html; }
+    location /dir/ { try_files $uri/ =418; }
+    location /multi/ { try_files $uri/ $uri =418; index b.html; }
+    location /app/ { try_files $uri $uri/index.html =404; }
+    location /assets/ { try_files $uri$args $uri =404; }
+}
+""" % L, [
+    G("/dir"), G("/sub", name="dir-file-test-only"), G("/dir/page.html"), G("/dir/sub"),
+    G("/dir/sub/"), G("/dir/"), G("/multi"), G("/multi/"), G("/multi/nothing"), G("/app/"),
+    G("/app/index.html"), G("/assets/style.css?x"),
+])
+
 config("server_names", """
 server { %s server_name first.example; return 200 "first $host $server_name\\n"; }
 server { %s server_name example.com www.example.com; return 200 "exact $host $server_name\\n"; }
