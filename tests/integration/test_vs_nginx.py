@@ -860,6 +860,73 @@ server {
     G("/alias-re/style.css"), G("/alias-re/missing.css"), G("/index-redirect/"),
 ])
 
+config("variables_more", """
+map $request_uri $ru_map { default "d"; ~^/m/(?<tail>.*)$ "tail=$tail"; }
+map $host $hmap { hostnames; default "none"; .example.org "dot-org"; www.example.* "www-star"; }
+map $uri $caps { ~^/caps/(\\w+)/(\\w+)$ "$2+$1"; default "-"; }
+server {
+    %s
+    server_name example.com;
+    root @DOCROOT@;
+    location /v/ { return 200 "rf=$request_filename dr=$document_root req=$request qs=$query_string https=[$https] sa=$server_addr\\n"; }
+    location /a/ { return 200 "A=$arg_A a=$arg_a foo_bar=$arg_foo_bar empty=[$arg_e]\\n"; }
+    location /c/ { return 200 "c1=$cookie_c1 c2=$cookie_c2 C1=$cookie_C1\\n"; }
+    location /h/ { return 200 "ua=$http_user_agent xff=$http_x_forwarded_for multi=$http_x_multi ck=$http_cookie\\n"; }
+    location /m/ { return 200 "$ru_map $hmap\\n"; }
+    location /caps/ { return 200 "$caps\\n"; }
+    location /setargs/ { set $args "forced=1"; return 200 "args=$args is=$is_args ru=$request_uri\\n"; }
+    location /setargs-proxy/ { set $args "forced=1"; proxy_pass http://@BACKEND@; }
+    location /st/ { add_header X-Status $status; add_header X-Ct $sent_http_content_type; return 200 "st\\n"; }
+    location /rewrite-args/ { rewrite ^ /v/?x=$arg_y? last; }
+    location /uri-after/ { rewrite ^/uri-after/(.*)$ /v/$1 break; return 200 "uri=$uri doc=$document_uri ru=$request_uri\\n"; }
+}
+""" % L, [
+    G("/v/file.txt?q=1"), G("/v/"), G("/a/?A=1&a=2"), G("/a/?a=1&A=2", name="a-lower-first"),
+    G("/a/?foo_bar=x&e="), G("/a/?aa=1&xa=2", name="a-prefix"), G("/a/?a", name="a-no-eq"),
+    G("/c/", headers=[("Cookie", "c1=one; c2=two")]),
+    G("/c/", headers=[("Cookie", "c1=one"), ("Cookie", "c2=two")], name="c-two-headers"),
+    G("/c/", headers=[("Cookie", "C1=upper;c1=lower")], name="c-case"),
+    G("/h/", headers=[("User-Agent", "u"), ("X-Forwarded-For", "1.1.1.1"),
+                      ("X-Forwarded-For", "2.2.2.2"), ("X-Multi", "a"), ("X-Multi", "b"),
+                      ("Cookie", "a=1"), ("Cookie", "b=2")]),
+    G("/m/abc?x=1"), G("/m/", host="a.example.org"), G("/m/", host="example.org"),
+    G("/m/", host="www.example.net"), G("/caps/one/two"), G("/setargs/?orig=1"),
+    G("/setargs-proxy/?orig=1"), G("/st/"), G("/rewrite-args/?y=7&z=1"), G("/uri-after/x?k=v"),
+])
+
+config("locations_more", """
+server {
+    %s
+    server_name example.com;
+    location / { return 200 "root\\n"; }
+    location ~ /\\. { return 403 "dotfile\\n"; }
+    location ^~ /static/ { return 200 "static caret\\n"; }
+    location ~ ^/static/.*\\.js$ { return 200 "js regex\\n"; }
+    location ~* ^/Upper/ { return 200 "ci regex\\n"; }
+    location /Upper/exact { return 200 "prefix exact-ish\\n"; }
+    location "/with space/" { return 200 "space loc\\n"; }
+    location /enc%%20oded/ { return 200 "encoded loc\\n"; }
+    location ~ ^/(?<app>[a-z]+)/v(?<ver>\\d+)/ { proxy_pass http://@BACKEND@/$app/$ver$is_args$args; }
+    location /outer/ {
+        location ~ \\.png$ { return 200 "outer png\\n"; }
+        location /outer/inner/ {
+            location ~ \\.png$ { return 200 "inner png\\n"; }
+            return 200 "inner\\n";
+        }
+        return 200 "outer\\n";
+    }
+    location = /exact { return 200 "exact\\n"; }
+    location /exact { return 200 "exact prefix\\n"; }
+}
+""" % L, [
+    G("/.git/config"), G("/a/.env"), G("/static/app.js"), G("/static/x.css"),
+    G("/upper/x"), G("/UPPER/x"), G("/Upper/exact"), G("/with%20space/x"),
+    G("/enc%20oded/x"), G("/enc%2520oded/x", name="double-encoded"),
+    G("/api/v2/users?id=3"), G("/api/v2/a%20b"), G("/outer/a.png"), G("/outer/inner/a.png"),
+    G("/outer/inner/x"), G("/outer/x"), G("/exact"), G("/exact/"), G("/exactly"),
+    G("/EXACT", name="exact-upper"), G("/exact?x=1", name="exact-args"),
+])
+
 config("keepalive", """
 keepalive_requests 2;
 server {
@@ -1065,6 +1132,9 @@ DIFFS = {
     ("bad_requests", "body-short-then-eof"): (
         "accepted", "the client closed mid-body: nginx closes silently, Portico writes a "
         "400 the client will not read"),
+    ("variables_more", "/h/"): (
+        "accepted", "$http_x_multi with two X-Multi lines: nginx 1.22 gives the first; "
+        "Portico joins them with \", \" as nginx does since 1.23.0"),
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
