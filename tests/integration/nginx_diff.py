@@ -40,7 +40,7 @@ import time
 
 import pytest
 
-from conftest import Backend, Portico, free_port, _can_connect
+from conftest import Backend, Portico, free_port, _can_connect, _Close as _CloseConn
 
 NGINX_BIN = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
 
@@ -98,6 +98,25 @@ def echo_handler(req, conn, backend):
                 "Connection: Upgrade\r\nX-Received: %s\r\n\r\n" % json.dumps(
                     {"line": rec["line"], "headers": rec["headers"]}, sort_keys=True)
                 ).encode("latin-1")
+    if "/__chunked" in req.path:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n7\r\n chunks\r\n0\r\n\r\n")
+        return None
+    if "/__hdrs" in req.path:
+        return (b"HTTP/1.1 200 OK\r\nServer: backend/9\r\nDate: Thu, 01 Jan 2015 00:00:00 GMT\r\n"
+                b"Content-Type: text/plain; charset=utf-8\r\nSet-Cookie: a=1\r\n"
+                b"Set-Cookie: b=2; HttpOnly\r\nX-Accel-Expires: 10\r\nX-Pad: avoid\r\n"
+                b"X-Empty:\r\nX-Powered-By: app\r\nCache-Control: no-cache\r\n"
+                b"Vary: Accept\r\nLink: </a>; rel=preload\r\nContent-Length: 3\r\n\r\nhdr")
+    if "/__noreason" in req.path:
+        return b"HTTP/1.1 200\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nnr"
+    if "/__oddreason" in req.path:
+        return (b"HTTP/1.1 299 Custom Thing\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: 2\r\n\r\nod")
+    if "/__http10close" in req.path:
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
+        raise _CloseConn()
     m = re.search(r"/__status/(\d{3})", req.path)
     if m:
         status = int(m.group(1))

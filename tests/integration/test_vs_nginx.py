@@ -927,6 +927,38 @@ server {
     G("/EXACT", name="exact-upper"), G("/exact?x=1", name="exact-args"),
 ])
 
+config("proxy_responses", """
+server {
+    %s
+    server_name example.com;
+    location / { proxy_pass http://@BACKEND@; }
+    location /h11/ { proxy_pass http://@BACKEND@; proxy_http_version 1.1; }
+    location /pass/ { proxy_pass http://@BACKEND@; proxy_pass_header Server; proxy_pass_header X-Pad; }
+    location /hide/ { proxy_pass http://@BACKEND@; proxy_hide_header X-Powered-By; proxy_hide_header Set-Cookie; }
+    location /ign/ { proxy_pass http://@BACKEND@; proxy_ignore_headers X-Accel-Expires; }
+    location /nobuf/ { proxy_pass http://@BACKEND@; proxy_buffering off; }
+    location /big/ { client_body_buffer_size 1k; proxy_pass http://@BACKEND@; }
+    location /nrb/ { proxy_request_buffering off; proxy_http_version 1.1; proxy_pass http://@BACKEND@; }
+}
+""" % L, [
+    G("/__chunked"), G("/__chunked", version="HTTP/1.0", name="chunked-to-http10"),
+    G("/h11/__chunked"), G("/nobuf/__chunked"), G("/nobuf/__chunked", version="HTTP/1.0",
+                                                  name="nobuf-chunked-http10"),
+    G("/__hdrs"), G("/pass/__hdrs"), G("/hide/__hdrs"), G("/ign/__hdrs"),
+    G("/__noreason"), G("/__oddreason"), G("/__http10close"), G("/h11/__http10close"),
+    G("/__http10close", method="HEAD", name="http10close-head"),
+    G("/big/x", method="POST", body="B" * 100000, name="body-100k"),
+    Case("body-100k-chunked", data="POST /big/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+         "Connection: close\r\n\r\n" + "".join("400\r\n" + "C" * 1024 + "\r\n" for _ in range(50)) +
+         "0\r\n\r\n"),
+    Case("nrb-chunked", data="POST /nrb/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+         "Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+    G("/nrb/x", method="POST", body="plain body", name="nrb-length"),
+    Case("keepalive-pipeline-proxy", data="GET /__chunked HTTP/1.1\r\nHost: x\r\n\r\n"
+         "GET /__hdrs HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n"
+         "Connection: close\r\n\r\n", n=3),
+])
+
 config("keepalive", """
 keepalive_requests 2;
 server {
@@ -1135,6 +1167,13 @@ DIFFS = {
     ("variables_more", "/h/"): (
         "accepted", "$http_x_multi with two X-Multi lines: nginx 1.22 gives the first; "
         "Portico joins them with \", \" as nginx does since 1.23.0"),
+    ("proxy_responses", "/__noreason"): (
+        "accepted", "an upstream status line without a reason phrase: nginx relays "
+        "\"200 \", Portico writes \"200 OK\" (the phrase carries no meaning, RFC 9112 4)"),
+    ("proxy_responses", "nrb-chunked"): (
+        "accepted", "proxy_request_buffering off with a chunked body: nginx sends "
+        "Content-Length when the whole body came with the head (a timing accident), "
+        "Portico streams it chunked; both are valid framings of the same body"),
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
