@@ -14,13 +14,19 @@ What is NOT compared, and why (IGNORED_HEADERS and normalise()):
   * Server       - the product token differs by design ("nginx/1.22.1" vs
                    "portico/VERSION"); the same token in the signature of
                    built-in error pages is replaced by "SERVER".
-  * Keep-Alive   - nginx sends "Keep-Alive: timeout=N" only when
-                   keepalive_timeout has a second argument; none of the
-                   corpus configs sets it. (It is still compared if present
-                   in only one answer: see compare().)
-  * the listening port numbers: each server listens on its own free port; a
-    ":PORT" (or a bare port in a Host echoed by the backend) is replaced by
-    ":@PORT@" in header values and bodies before comparing.
+  * the listening port numbers: each server listens on its own free port;
+    that number (as a whole word: in a Location, $server_port, a Host the
+    backend echoes) becomes "@PORT@" in header values and bodies.
+  * nothing else: status line (version, code, reason), every other header
+    field and value, the body, the number of answers and whether each is
+    complete are compared as they are.
+  * Content-Length of a built-in error page: recomputed for the normalised
+    body (the signatures differ in length); on a HEAD answer, a length equal
+    to a built-in page's is replaced by that page's normalised length.
+  * a gzip body (Case gunzip=True) is compared decompressed, without its
+    Content-Length (two zlib settings may give different bytes).
+  * per Case, `ignore=(...)` names more fields not compared, with the reason
+    at the Case (e.g. Expires, which depends on the clock).
   * the order of header fields: HTTP gives no meaning to the order of fields
     with different names (RFC 9110 5.3), so fields are compared as a list
     sorted by lower-cased name, keeping the order of same-named fields. The
@@ -255,7 +261,12 @@ class Pair:
         ntext = conf.replace("@NGINX_ONLY@", NGINX_HTTP_ONLY)
         ptext = conf.replace("@NGINX_ONLY@", "")
         self.nginx.start(ntext, subst)
-        self.portico.start(ptext, workers=1)
+        try:
+            self.portico.start(ptext, workers=1)
+        except BaseException:
+            self.nginx.stop()
+            self.portico.kill()
+            raise
 
     def stop(self):
         problems = []
