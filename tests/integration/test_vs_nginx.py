@@ -355,6 +355,8 @@ server {
     G("/intercept/__status/500"), G("/intercept/__status/403"), G("/nointercept/__status/404"),
     G("/redir-err/x"), G("/e301/x"), G("/loc-override/x"), G("/errtoproxy/x"),
     G("/return-err/"), G("/deny/"), G("/custom404.html"),
+    G("/err500", port="PORT2", name="p2-err500"), G("/rec/x", port="PORT2", name="p2-missing-page"),
+    G("/nothing", port="PORT2", name="p2-plain-404"),
     G("/missing.html", method="HEAD", name="missing-head"),
     G("/missing.html", method="POST", body="b", name="missing-post"),
 ], {"DEADPORT": "dead"})
@@ -957,6 +959,42 @@ server {
     Case("keepalive-pipeline-proxy", data="GET /__chunked HTTP/1.1\r\nHost: x\r\n\r\n"
          "GET /__hdrs HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n"
          "Connection: close\r\n\r\n", n=3),
+])
+
+config("common_patterns", """
+server {
+    listen 127.0.0.1:@PORT@ default_server;
+    server_name _;
+    return 444;
+}
+server {
+    %s
+    server_name example.com www.example.com;
+    root @DOCROOT@;
+    if ($host != "example.com") { return 301 http://example.com$request_uri; }
+    if ($scheme = https) { return 400; }
+    error_page 404 /fallback.txt?from=$uri;
+    location / { try_files $uri $uri/ =404; }
+    location /if-hdr/ { if ($arg_h) { add_header X-If yes; } return 200 "if-hdr\\n"; }
+    location /rec/ { recursive_error_pages on; error_page 404 /missing-too.html; }
+    location /norec/ { error_page 404 /missing-too.html; }
+    location /to-internal/ { error_page 404 = /only-internal/x; }
+    location /only-internal/ { internal; return 200 "internal via error_page $uri\\n"; }
+    location /abs-index/ { index /fallback.txt; }
+    location /var-index/ { set $idx page.html; index $idx; alias @DOCROOT@/dir/; }
+    location /alias-tf/ { alias @DOCROOT@/assets/; try_files $uri $uri/ =404; }
+    location /redir-args/ { rewrite ^/redir-args/(.*)$ /new/$1 redirect; }
+    location /ret-space/ { return 302 "/a b"; }
+    location /ret-rel/ { return 302 relative/path; }
+}
+""" % L, [
+    G("/", host="unknown.example", expect_silence=True, name="drop-unknown-host"),
+    G("/", host="www.example.com", name="canonical-redirect"),
+    G("/x?y=1", host="www.example.com", name="canonical-redirect-args"),
+    G("/missing"), G("/if-hdr/?h=1"), G("/if-hdr/"), G("/rec/x"), G("/norec/x"),
+    G("/to-internal/x"), G("/only-internal/x"), G("/abs-index/"), G("/var-index/"),
+    G("/alias-tf/style.css"), G("/alias-tf/"), G("/alias-tf/none"),
+    G("/redir-args/a?x=1"), G("/ret-space/"), G("/ret-rel/"),
 ])
 
 config("keepalive", """
