@@ -41,6 +41,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -381,11 +382,18 @@ def _parse(data, heads, closed):
     return out, True
 
 
-def exchange(port, data, n=1, heads=(), timeout=5.0, shut_write=False, interim=False):
+def exchange(port, data, n=1, heads=(), timeout=5.0, shut_write=False, interim=False,
+             tls=False):
     """Send raw bytes; read until `n` final answers are complete (with
     interim, until the first answer of any kind) or the peer closes.
     Returns (answers, closed, raw)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["http/1.1"])
+        s = ctx.wrap_socket(s)
     raw = b""
     closed = False
     try:
@@ -404,7 +412,7 @@ def exchange(port, data, n=1, heads=(), timeout=5.0, shut_write=False, interim=F
                 chunk = s.recv(65536)
             except socket.timeout:
                 break
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 closed = True
                 break
             if not chunk:
@@ -518,9 +526,11 @@ def compare(case, pair):
     data_n = case.data.replace(b"@PORT@", str(port_n).encode())
     data_p = case.data.replace(b"@PORT@", str(port_p).encode())
     ans_n, closed_n, raw_n = exchange(port_n, data_n, case.n, case.heads,
-                                      shut_write=case.shut_write, interim=case.interim)
+                                      shut_write=case.shut_write, interim=case.interim,
+                                      tls=case.tls)
     ans_p, closed_p, raw_p = exchange(port_p, data_p, case.n, case.heads,
-                                      shut_write=case.shut_write, interim=case.interim)
+                                      shut_write=case.shut_write, interim=case.interim,
+                                      tls=case.tls)
     sig_n = signatures(NGINX_BIN)
     sig_p = signatures(pair.portico.binary)
     heads_n = _head_flags(ans_n, case.heads)
@@ -554,7 +564,7 @@ class Case:
 
     def __init__(self, name, data=None, n=1, heads=None, ignore=(), compare_body=True,
                  compare_close=True, shut_write=False, xfail=None, port="PORT",
-                 gunzip=False, expect_silence=False, interim=False, **req):
+                 gunzip=False, expect_silence=False, interim=False, tls=False, **req):
         self.name = name
         self.data = data if data is not None else build_request(**req)
         if isinstance(self.data, str):
@@ -570,4 +580,5 @@ class Case:
         self.port = port
         self.gunzip = gunzip
         self.interim = interim     # stop at the first answer, 100 Continue included
+        self.tls = tls
         self.expect_silence = expect_silence   # nginx closes without an answer

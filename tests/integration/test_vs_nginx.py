@@ -14,12 +14,13 @@ Portico bug in a file owned by someone else is an xfail naming it.
 import glob
 import os
 import re
+import shutil
 
 import pytest
 
 import nginx_diff as nd
 from nginx_diff import Case, wrap_http
-from test_seeds import PROXY_PARAMS
+from test_seeds import OPTIONS_SSL_NGINX, PROXY_PARAMS
 
 pytestmark = pytest.mark.skipif(not nd.nginx_available(),
                                 reason="nginx not installed at %s" % nd.NGINX_BIN)
@@ -1076,15 +1077,19 @@ def seed_to_config(path):
     hb = [b for b in _blocks(text, "http") if b[0] <= m.start() + 1][0]
     body = text[hb[0]:hb[1]]
     body = body[body.index("{") + 1:body.rindex("}")]
-    # drop TLS/QUIC servers (certificates, ALPN: not what this file compares)
+    # drop QUIC servers (nginx 1.22 has no HTTP/3); TLS servers listen on
+    # @PORT_TLS@ with a throwaway certificate (prepare_prefix)
     for s, e in reversed(_blocks(body, "server")):
         blk = body[s:e]
-        if re.search(r"listen\s+[^;]*\b(ssl|quic)\b", blk):
+        if re.search(r"listen\s+[^;]*\bquic\b", blk):
             body = body[:s] + body[e:]
     if not _blocks(body, "server"):
         return None
-    # every plain listen -> our port; IPv6 listens dropped
     body = re.sub(r"(?m)^\s*listen\s+\[[^;]*;\s*$", "", body)
+    tls = bool(re.search(r"(?m)^\s*listen\s+[^;]*\bssl\b", body))
+    body = re.sub(r"(?m)^(\s*)listen\s+(?:[\d.]+:)?\d+((?:\s+\w+)*\s+ssl\b(?:\s+\w+)*)\s*;",
+                  lambda mm: "%slisten 127.0.0.1:@PORT_TLS@%s;" % (mm.group(1), mm.group(2)), body)
+    # every plain listen -> our port; IPv6 listens dropped
     body = re.sub(r"(?m)^(\s*)listen\s+(?:[\d.]+:)?\d+((?:\s+\w+)*)\s*;",
                   lambda mm: "%slisten 127.0.0.1:@PORT@%s;" % (mm.group(1), mm.group(2)), body)
     new = []
@@ -1115,11 +1120,11 @@ def seed_to_config(path):
     ws = set(m.group(1) for m in re.finditer(
         r"location\s+(?:\^~\s+)?(/\S*)\s*\{([^}]*)\}", body)
         if re.search(r"proxy_set_header\s+Upgrade|proxy_params", m.group(2)))
-    return wrap_http(body), hosts, locs, (stub, ws)
+    return wrap_http(body), hosts, locs, (stub, ws, tls, "@PORT@" in body)
 
 
 def seed_cases(hosts, locs, special):
-    stub, ws = special
+    stub, ws, tls, plain = special
     cases = []
     hosts = hosts[:3] or ["example.com"]
     paths = ["/"] + [p for p in locs if p != "/"]
@@ -1137,10 +1142,25 @@ def seed_cases(hosts, locs, special):
         Case("upgrade", path=paths[-1], host=h, headers=[("Upgrade", "websocket")]),
         Case("http10", path="/", host=h, version="HTTP/1.0"),
     ]
+    if not plain:
+        cases = []
+    if tls:
+        for p in paths[:4]:
+            target = p + ("x?q=1" if p.endswith("/") else "")
+            cases.append(Case("tls%s@%s" % (target, h), path=target, host=h, port="PORT_TLS",
+                              tls=True, compare_body=p not in stub))
+        cases += [
+            Case("tls-head", path="/", host=h, method="HEAD", port="PORT_TLS", tls=True),
+            Case("tls-xff", path=paths[-1], host=h, port="PORT_TLS", tls=True,
+                 headers=[("X-Forwarded-For", "198.51.100.1")]),
+            Case("tls-http10", path="/", host=h, version="HTTP/1.0", port="PORT_TLS", tls=True),
+            Case("tls-unknown-host", path="/", host="unknown.invalid", port="PORT_TLS", tls=True),
+        ]
     for p in paths:
         if p in ws:
             cases.append(Case("websocket%s" % p, path=p + "__ws", host=h, headers=WS_HEADERS,
-                              compare_close=False))
+                              compare_close=False, port="PORT" if plain else "PORT_TLS",
+                              tls=not plain))
     return cases
 
 
@@ -1327,6 +1347,40 @@ def prepare_prefix(prefix, text):
             os.utime(os.path.join(d, name), (FIXED_MTIME, FIXED_MTIME))
     for rel in re.findall(r"proxy_cache_path\s+@PREFIX@/(\S+)", text):
         os.makedirs(os.path.join(prefix, rel), exist_ok=True)
+    if "@PREFIX@/letsencrypt/" in text:
+        tls = tls_material()
+        files = {"letsencrypt/options-ssl-nginx.conf": OPTIONS_SSL_NGINX.encode(),
+                 "letsencrypt/ssl-dhparams.pem": tls["dh"]}
+        for dom in set(re.findall(r"@PREFIX@/letsencrypt/live/([^/\s;]+)/", text)):
+            files["letsencrypt/live/%s/fullchain.pem" % dom] = tls["cert"]
+            files["letsencrypt/live/%s/privkey.pem" % dom] = tls["key"]
+        for rel, data in files.items():
+            os.makedirs(os.path.dirname(os.path.join(prefix, rel)), exist_ok=True)
+            with open(os.path.join(prefix, rel), "wb") as f:
+                f.write(data)
+
+
+_TLS = {}
+
+
+def tls_material():
+    """One self-signed EC certificate and the RFC 7919 ffdhe2048 group (no
+    slow generation), made once per run with openssl."""
+    if not _TLS:
+        import subprocess
+        import tempfile
+        d = tempfile.mkdtemp(prefix="vsnginx-tls-")
+        key, cert, dh = (os.path.join(d, n) for n in ("k.pem", "c.pem", "dh.pem"))
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=seed.example"], check=True, capture_output=True)
+        subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt",
+                        "group:ffdhe2048", "-out", dh], check=True, capture_output=True)
+        for k, path in (("key", key), ("cert", cert), ("dh", dh)):
+            with open(path, "rb") as f:
+                _TLS[k] = f.read()
+        shutil.rmtree(d, ignore_errors=True)
+    return _TLS
 
 
 @pytest.fixture(scope="module")
