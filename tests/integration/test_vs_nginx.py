@@ -1005,6 +1005,19 @@ server {
     server_name x;
     location / { return 200 "ka\\n"; }
     location /p/ { proxy_pass http://@BACKEND@; }
+    location = /e/404 { return 404; }
+    location = /e/500 { return 500; }
+    location = /e/403 { return 403; }
+    location = /e/301 { return 301; }
+    location = /e/503 { return 503; }
+    location = /e/504 { return 504; }
+    location = /e/429 { return 429; }
+    location = /e/408 { return 408; }
+    location = /e/400 { return 400; }
+    location = /e/501 { return 501; }
+    location /dead/ { proxy_pass http://127.0.0.1:@DEADPORT@; }
+    location /small/ { client_max_body_size 10; return 200 "small\\n"; }
+    location /static/ { alias @DOCROOT@/; }
 }
 server {
     listen 127.0.0.1:@PORT2@;
@@ -1020,7 +1033,17 @@ server {
          port="PORT2"),
     Case("http10-ka-then-11", data="GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
          "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", n=2),
-])
+]  + [Case("after-%s" % name, data="%s HTTP/1.1\r\nHost: x\r\n%s\r\n"
+           "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % (line, extra), n=2,
+           heads=[line.startswith("HEAD"), False], expect_silence=name == "408")
+      for name, line, extra in (
+          ("404", "GET /e/404", ""), ("500", "GET /e/500", ""), ("502", "GET /dead/", ""),
+          ("413", "POST /small/", "Content-Length: 20\r\n\r\n" + "x" * 20),
+          ("403", "GET /e/403", ""), ("301", "GET /e/301", ""), ("405", "POST /static/f", "Content-Length: 1\r\n\r\nx"),
+          ("503", "GET /e/503", ""), ("504", "GET /e/504", ""), ("429", "GET /e/429", ""),
+          ("408", "GET /e/408", ""), ("400", "GET /e/400", ""), ("501", "GET /e/501", ""),
+          ("head-404", "HEAD /e/404", ""),
+      )], {"DEADPORT": "dead"})
 
 config("header_limits", """
 client_header_buffer_size 1k;
@@ -1232,6 +1255,9 @@ DIFFS = {
         "accepted", "proxy_request_buffering off with a chunked body: nginx sends "
         "Content-Length when the whole body came with the head (a timing accident), "
         "Portico streams it chunked; both are valid framings of the same body"),
+    ("keepalive", "after-301"): (
+        "accepted", "`return 301;` without a URL: nginx sends an empty \"Location: \" "
+        "line, Portico sends none (an empty Location leads nowhere)"),
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
