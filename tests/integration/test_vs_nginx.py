@@ -468,6 +468,37 @@ server { listen 127.0.0.1:@PORT2@ default_server; server_name _; return 200 "p2-
          "Connection: close\r\n\r\n"),
 ])
 
+config("server_name_captures", """
+server {
+    %s
+    server_name ~^(?<sub>[a-z0-9-]+)\\.apps\\.example$;
+    location / { proxy_pass http://@BACKEND@/$sub$request_uri; proxy_set_header Host $host; }
+    location /root/ { root @DOCROOT@/$sub; }
+    location /rx/ { rewrite ^/rx/(.*)$ /$sub/$1 break; return 200 "sub=$sub uri=$uri\\n"; }
+}
+server {
+    %s
+    server_name ~^www\\.(.+)\\.org$;
+    location / { return 301 https://$1$request_uri; }
+}
+server {
+    %s
+    server_name *.example.com;
+    location / { return 200 "wild $host\\n"; }
+}
+server {
+    %s
+    server_name ~^(.+)\\.example\\.com$;
+    location / { return 200 "regex-never $1\\n"; }
+}
+""" % ((L,) * 4), [
+    G("/x?y=1", host="shop.apps.example"), G("/a%20b", host="shop.apps.example", name="enc"),
+    G("/root/file.txt", host="dir.apps.example"), G("/root/page.html", host="dir.apps.example"),
+    G("/rx/z", host="my-app.apps.example"), G("/p?q", host="www.site.org"),
+    G("/", host="a.example.com", name="wildcard-beats-regex"),
+    G("/", host="APPS.apps.example", name="regex-uppercase-host"),
+])
+
 config("redirects", """
 server { %s server_name abs.example; root @DOCROOT@; location /r { return 301 /target; } }
 server { %s server_name rel.example; root @DOCROOT@; absolute_redirect off;
