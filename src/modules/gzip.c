@@ -691,7 +691,8 @@ static int gzip_body_filter(pt_http_request_t *r, pt_buf_t *in)
  * other gzip_proxied rules depend on response headers not known yet. */
 static int hide_range(pt_http_request_t *r, gzip_conf_t *conf, gzip_ctx_t **pctx)
 {
-    if (conf->enable != 1 || r->err_status || !(r->method & (PT_HTTP_GET | PT_HTTP_HEAD)))
+    if (conf->enable != 1 || (r->err_status && r->err_status != 200)
+        || !(r->method & (PT_HTTP_GET | PT_HTTP_HEAD)))
         return PT_OK;
     pt_http_header_t *range = find_in(r, "Range", 5);
     if (range == NULL || !request_accepts_gzip(r, conf))

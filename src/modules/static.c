@@ -606,8 +606,9 @@ static int multipart(pt_http_request_t *r, file_ctx_t *ctx, const pt_array_t *ra
     static uint32_t counter;
     const range_t *rg = ranges->elts;
     pt_http_headers_out_t *ho = &r->headers_out;
-    char boundary[16];
-    snprintf(boundary, sizeof(boundary), "%010u", (unsigned) ++counter);
+    char boundary[24];
+    /* nginx's boundary: a counter, zero-padded to 20 digits */
+    snprintf(boundary, sizeof(boundary), "%020u", (unsigned) ++counter);
     size_t nsegs = ranges->nelts * 2 + 1;
     segment_t *segs = pt_palloc(r->pool, nsegs * sizeof(segment_t));
     int64_t total = 0;
@@ -748,8 +749,11 @@ static int static_handler(pt_http_request_t *r)
 
     /* an error page (error_page 404 /404.html) goes out with the error's
      * status: no 304/412 and no ranges for it (nginx's filters see that
-     * status, not 200) */
-    int plain = r->err_status == 0;
+     * status, not 200); one turned into 200 (error_page 404 =200 /x) is
+     * a plain 200 for them */
+    int plain = r->err_status == 0 || r->err_status == 200;
+    if (plain)
+        r->err_status = 0;      /* a 304 or 206 chosen below must not become 200 */
 
     rc = plain ? check_conditions(r, mtime, etag.len ? &etag : NULL) : 0;
     if (rc == 412) {

@@ -5,7 +5,8 @@
  * root or alias; one ending with '/' must be a directory, any other must not
  * be one. The first that exists becomes r->uri (the request stays in this
  * location: the content phase serves it, "$uri/" goes on to the index
- * module). None: the last parameter decides: "=code" finalizes with code,
+ * module; the trailing '/' is not part of the name, as nginx, so "/dir"
+ * found by "$uri/" gets the directory 301). None: the last parameter decides: "=code" finalizes with code,
  * "@name" goes to that named location, anything else is an internal redirect
  * (a "?args" part replaces the arguments).
  *
@@ -175,12 +176,18 @@ static const char *try_files_cmd(pt_conf_t *cf, const pt_command_t *cmd, void *d
             }
             conf->code = (int) code;
         }
-        tf->test_dir = i < n - 1 && a->len > 0 && a->data[a->len - 1] == '/';
+        tf->test_dir = i < n - 1 && a->len > 1 && a->data[a->len - 1] == '/';
+        /* as nginx, the '/' only says "a directory": it is not part of the
+         * name, so "$uri/" found for "/dir" leaves r->uri "/dir" and the
+         * static module answers 301 to "/dir/" */
+        pt_str_t name = *a;
+        if (tf->test_dir)
+            name.len--;
         if (i + 1 < 64 && ((cf->args_have_vars >> (i + 1)) & 1)) {
-            if (pt_http_cv_compile(cf, a, &tf->name) != 0)
+            if (pt_http_cv_compile(cf, &name, &tf->name) != 0)
                 return PT_CONF_ERROR;
         } else {
-            tf->name.source = *a;
+            tf->name.source = name;
             tf->name.is_literal = 1;
         }
     }
