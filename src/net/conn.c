@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include "../core/time.h"
@@ -241,6 +243,20 @@ int pt_conn_local_addr(pt_conn_t *c)
         return -1;
     }
     c->local_socklen = len;
+    return 0;
+}
+
+int pt_conn_nodelay(pt_conn_t *c)
+{
+    int one = 1;
+
+    if (c->tcp_nodelay || c->unix_socket || c->io.fd < 0)
+        return 0;
+    if (setsockopt(c->io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+        pt_log_error(PT_LOG_INFO, &c->log, errno, "setsockopt(TCP_NODELAY) failed");
+        return -1;
+    }
+    c->tcp_nodelay = 1;
     return 0;
 }
 
