@@ -222,6 +222,21 @@ int pt_sockaddr_parse(const char *text, size_t len, int default_port,
     return set_host(host, hlen, ipv6, port, out, outlen, err);
 }
 
+/* Decimal digits of v at p; returns the end. */
+static char *put_uint(char *p, unsigned v)
+{
+    char tmp[10];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
 size_t pt_sockaddr_text(const struct sockaddr *sa, socklen_t len, char *buf,
                         size_t size, int with_port)
 {
@@ -235,6 +250,23 @@ size_t pt_sockaddr_text(const struct sockaddr *sa, socklen_t len, char *buf,
     switch (sa->sa_family) {
     case AF_INET: {
         const struct sockaddr_in *sin = (const struct sockaddr_in *) sa;
+        /* by hand: inet_ntop + snprintf cost ~1,900 instructions, a good
+         * tenth of a whole proxied request, on every accepted connection */
+        if (size >= sizeof("255.255.255.255:65535")) {
+            const unsigned char *a = (const unsigned char *) &sin->sin_addr;
+            char *p = buf;
+            for (int i = 0; i < 4; i++) {
+                if (i > 0)
+                    *p++ = '.';
+                p = put_uint(p, a[i]);
+            }
+            if (with_port) {
+                *p++ = ':';
+                p = put_uint(p, ntohs(sin->sin_port));
+            }
+            *p = '\0';
+            return (size_t) (p - buf);
+        }
         if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host)) == NULL)
             return 0;
         n = with_port ? snprintf(buf, size, "%s:%u", host, (unsigned) ntohs(sin->sin_port))
