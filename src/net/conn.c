@@ -233,10 +233,27 @@ void pt_conn_each(void (*fn)(pt_conn_t *c, void *arg), void *arg)
     }
 }
 
+/* A listener bound to one IP address accepts only connections to it: the
+ * local address is the listener's, no getsockname() needed. */
+static int listener_is_specific(const pt_listening_t *ls)
+{
+    if (ls->addr.sa.sa_family == AF_INET)
+        return ls->addr.sin.sin_addr.s_addr != htonl(INADDR_ANY);
+    if (ls->addr.sa.sa_family == AF_INET6)
+        return !IN6_IS_ADDR_UNSPECIFIED(&ls->addr.sin6.sin6_addr);
+    return 0;
+}
+
 int pt_conn_local_addr(pt_conn_t *c)
 {
     if (c->local_socklen)
         return 0;
+    if (c->listening != NULL && c->listening->socklen <= sizeof(c->local_sockaddr)
+        && listener_is_specific(c->listening)) {
+        memcpy(&c->local_sockaddr, &c->listening->addr, c->listening->socklen);
+        c->local_socklen = c->listening->socklen;
+        return 0;
+    }
     socklen_t len = sizeof(c->local_sockaddr);
     if (getsockname(c->io.fd, &c->local_sockaddr.sa, &len) != 0) {
         pt_log_error(PT_LOG_CRIT, &c->log, errno, "getsockname() failed");
