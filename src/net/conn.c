@@ -249,6 +249,7 @@ int pt_conn_local_addr(pt_conn_t *c)
     if (c->local_socklen)
         return 0;
     if (c->listening != NULL && c->listening->socklen <= sizeof(c->local_sockaddr)
+        && c->sockaddr.sa.sa_family == c->listening->addr.sa.sa_family   /* accepted there */
         && listener_is_specific(c->listening)) {
         memcpy(&c->local_sockaddr, &c->listening->addr, c->listening->socklen);
         c->local_socklen = c->listening->socklen;
