@@ -1538,6 +1538,7 @@ static void h2_start(pt_conn_t *c, const uint8_t *preread, size_t len)
     h2c->c = c;
     h2c->addr = addr;
     h2c->srv = addr->default_server;
+    (void) pt_conn_nodelay(c);   /* frames interleave: no Nagle (accept leaves it) */
     h2c->conf = h2conf(h2c->srv);
     h2c->start_last = &h2c->start;
     h2c->done_ev.handler = on_done;

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include "../core/time.h"
@@ -231,16 +233,48 @@ void pt_conn_each(void (*fn)(pt_conn_t *c, void *arg), void *arg)
     }
 }
 
+/* A listener bound to one IP address accepts only connections to it: the
+ * local address is the listener's, no getsockname() needed. */
+static int listener_is_specific(const pt_listening_t *ls)
+{
+    if (ls->addr.sa.sa_family == AF_INET)
+        return ls->addr.sin.sin_addr.s_addr != htonl(INADDR_ANY);
+    if (ls->addr.sa.sa_family == AF_INET6)
+        return !IN6_IS_ADDR_UNSPECIFIED(&ls->addr.sin6.sin6_addr);
+    return 0;
+}
+
 int pt_conn_local_addr(pt_conn_t *c)
 {
     if (c->local_socklen)
         return 0;
+    if (c->listening != NULL && c->listening->socklen <= sizeof(c->local_sockaddr)
+        && c->sockaddr.sa.sa_family == c->listening->addr.sa.sa_family   /* accepted there */
+        && listener_is_specific(c->listening)) {
+        memcpy(&c->local_sockaddr, &c->listening->addr, c->listening->socklen);
+        c->local_socklen = c->listening->socklen;
+        return 0;
+    }
     socklen_t len = sizeof(c->local_sockaddr);
     if (getsockname(c->io.fd, &c->local_sockaddr.sa, &len) != 0) {
         pt_log_error(PT_LOG_CRIT, &c->log, errno, "getsockname() failed");
         return -1;
     }
     c->local_socklen = len;
+    return 0;
+}
+
+int pt_conn_nodelay(pt_conn_t *c)
+{
+    int one = 1;
+
+    if (c->tcp_nodelay || c->unix_socket || c->io.fd < 0)
+        return 0;
+    if (setsockopt(c->io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+        pt_log_error(PT_LOG_INFO, &c->log, errno, "setsockopt(TCP_NODELAY) failed");
+        return -1;
+    }
+    c->tcp_nodelay = 1;
     return 0;
 }
 

@@ -83,8 +83,15 @@ int  pt_conn_number_shared_init(void);
 /* The records in use (for a forced close at worker_shutdown_timeout):
  * calls fn for each. fn may close the connection. */
 void pt_conn_each(void (*fn)(pt_conn_t *c, void *arg), void *arg);
-/* Fills local_sockaddr once; returns 0 or -1. */
+/* Fills local_sockaddr once (from the listener when it is bound to one IP
+ * address, else getsockname()); returns 0 or -1. */
 int  pt_conn_local_addr(pt_conn_t *c);
+/* Sets TCP_NODELAY once (c->tcp_nodelay remembers it; nothing for a unix
+ * socket). Accepted connections start without it (one system call less per
+ * connection, as nginx): a protocol calls this when the connection stays
+ * open after a response is written (keep-alive), for HTTP/2 and TLS, and for
+ * tunnels. Returns 0, or -1 when setsockopt failed (logged at info). */
+int  pt_conn_nodelay(pt_conn_t *c);
 
 /* Plain socket I/O used by default. */
 ssize_t pt_conn_recv(pt_conn_t *c, char *buf, size_t size);

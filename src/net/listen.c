@@ -222,6 +222,21 @@ int pt_sockaddr_parse(const char *text, size_t len, int default_port,
     return set_host(host, hlen, ipv6, port, out, outlen, err);
 }
 
+/* Decimal digits of v at p; returns the end. */
+static char *put_uint(char *p, unsigned v)
+{
+    char tmp[10];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
 size_t pt_sockaddr_text(const struct sockaddr *sa, socklen_t len, char *buf,
                         size_t size, int with_port)
 {
@@ -235,6 +250,23 @@ size_t pt_sockaddr_text(const struct sockaddr *sa, socklen_t len, char *buf,
     switch (sa->sa_family) {
     case AF_INET: {
         const struct sockaddr_in *sin = (const struct sockaddr_in *) sa;
+        /* by hand: inet_ntop + snprintf cost ~1,900 instructions, a good
+         * tenth of a whole proxied request, on every accepted connection */
+        if (size >= sizeof("255.255.255.255:65535")) {
+            const unsigned char *a = (const unsigned char *) &sin->sin_addr;
+            char *p = buf;
+            for (int i = 0; i < 4; i++) {
+                if (i > 0)
+                    *p++ = '.';
+                p = put_uint(p, a[i]);
+            }
+            if (with_port) {
+                *p++ = ':';
+                p = put_uint(p, ntohs(sin->sin_port));
+            }
+            *p = '\0';
+            return (size_t) (p - buf);
+        }
         if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host)) == NULL)
             return 0;
         n = with_port ? snprintf(buf, size, "%s:%u", host, (unsigned) ntohs(sin->sin_port))
@@ -329,7 +361,7 @@ pt_listening_t *pt_listening_add(pt_array_t *listening, const struct sockaddr *s
 
 /* ---- binding (master) ---------------------------------------------------- */
 
-static void remove_stale_unix_socket(pt_listening_t *ls, pt_log_t *log)
+static void remove_stale_unix_socket(const pt_listening_t *ls, pt_log_t *log)
 {
     struct stat st;
     const char *path = ls->addr.sun.sun_path;
@@ -342,7 +374,7 @@ static void remove_stale_unix_socket(pt_listening_t *ls, pt_log_t *log)
     }
 }
 
-int pt_listening_open(pt_listening_t *ls, pt_log_t *log)
+static int open_socket(const pt_listening_t *ls, pt_log_t *log)
 {
     int family = ls->addr.sa.sa_family;
     int one = 1;
@@ -408,17 +440,74 @@ int pt_listening_open(pt_listening_t *ls, pt_log_t *log)
         }
     }
 
-    ls->fd = fd;
-    ls->inherited = 0;
-    return 0;
+    return fd;
 
 failed:
     close(fd);
     return -1;
 }
 
+int pt_listening_open(pt_listening_t *ls, pt_log_t *log)
+{
+    int fd = open_socket(ls, log);
+    if (fd < 0)
+        return -1;
+    ls->fd = fd;
+    ls->inherited = 0;
+    return 0;
+}
+
+int pt_listening_open_fd(const pt_listening_t *ls, pt_log_t *log)
+{
+    if (ls->addr.sa.sa_family == AF_UNIX)
+        return -1;   /* one socket per path */
+    return open_socket(ls, log);
+}
+
+int pt_listening_reconfigure(const pt_listening_t *ls, const pt_listening_t *old, int fd,
+                             int want_reuseport, pt_log_t *log)
+{
+    int one = 1;
+    int tcp = ls->addr.sa.sa_family != AF_UNIX;
+
+    if (want_reuseport && tcp
+        && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        pt_log_error(PT_LOG_EMERG, log, errno,
+                     "setsockopt(SO_REUSEPORT) %s failed", ls->addr_text);
+        return -1;
+    }
+
+    int backlog = ls->backlog == 0 ? 511 : ls->backlog;
+    int old_backlog = old ? (old->backlog == 0 ? 511 : old->backlog) : -2;
+    if (old != NULL && backlog != old_backlog && listen(fd, backlog) != 0)
+        pt_log_error(PT_LOG_ALERT, log, errno, "listen() to %s, backlog %d failed, ignored",
+                     ls->addr_text, backlog);
+    if (ls->rcvbuf > 0 && (old == NULL || old->rcvbuf != ls->rcvbuf)
+        && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &ls->rcvbuf, sizeof(ls->rcvbuf)) != 0)
+        pt_log_error(PT_LOG_ALERT, log, errno,
+                     "setsockopt(SO_RCVBUF, %d) %s failed, ignored", ls->rcvbuf, ls->addr_text);
+    if (ls->sndbuf > 0 && (old == NULL || old->sndbuf != ls->sndbuf)
+        && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &ls->sndbuf, sizeof(ls->sndbuf)) != 0)
+        pt_log_error(PT_LOG_ALERT, log, errno,
+                     "setsockopt(SO_SNDBUF, %d) %s failed, ignored", ls->sndbuf, ls->addr_text);
+    if (tcp && (old == NULL ? ls->deferred : old->deferred != ls->deferred)) {
+        int secs = ls->deferred ? 1 : 0;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) != 0)
+            pt_log_error(PT_LOG_ALERT, log, errno,
+                         "setsockopt(TCP_DEFER_ACCEPT) for %s failed, ignored", ls->addr_text);
+    }
+    return 0;
+}
+
 void pt_listening_close(pt_listening_t *ls)
 {
+    for (unsigned i = 1; i < ls->nworker_fds; i++) {
+        if (ls->worker_fds[i] >= 0)
+            close(ls->worker_fds[i]);
+        ls->worker_fds[i] = -1;
+    }
+    if (ls->nworker_fds > 0)
+        ls->worker_fds[0] = -1;
     if (ls->fd < 0)
         return;
     close(ls->fd);
@@ -428,6 +517,26 @@ void pt_listening_close(pt_listening_t *ls)
 }
 
 /* ---- accepting (worker) -------------------------------------------------- */
+
+void pt_listening_select_worker(pt_array_t *listening, int slot)
+{
+    pt_listening_t *all = listening->elts;
+
+    for (size_t i = 0; i < listening->nelts; i++) {
+        pt_listening_t *ls = &all[i];
+        if (ls->nworker_fds == 0)
+            continue;
+        unsigned mine = slot >= 0 ? (unsigned) slot % ls->nworker_fds : 0;
+        for (unsigned k = 0; k < ls->nworker_fds; k++) {
+            if (k != mine && ls->worker_fds[k] >= 0)
+                close(ls->worker_fds[k]);
+        }
+        ls->fd = ls->worker_fds[mine];
+        /* this process's copy of the array (copy-on-write after fork) */
+        ls->worker_fds = NULL;
+        ls->nworker_fds = 0;
+    }
+}
 
 static pt_array_t *started;        /* the listeners registered in this worker */
 static int         accept_paused;  /* unregistered for a while (EMFILE, table full) */
@@ -498,68 +607,87 @@ static void pause_accept(int64_t msec)
     pt_timer_add(&resume_ev, msec);
 }
 
+/* Accepts one connection on ls and hands it to ls->handler. Returns 1 when
+ * one was taken, 0 when the queue is empty or accepting must pause. */
+static int accept_one(pt_listening_t *ls, pt_event_t *ev)
+{
+    pt_log_t *log = ls->log ? ls->log : pt_log_default;
+    pt_sockaddr_t sa;
+    socklen_t len;
+    int fd;
+
+    for (;;) {
+        len = sizeof(sa);
+        fd = accept4(ls->fd, &sa.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            break;
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            ev->ready = 0;
+            return 0;
+        }
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+            continue;
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+            pt_log_error(PT_LOG_CRIT, log, err, "accept4() failed");
+            pause_accept(500);
+            return 0;
+        }
+        pt_log_error(PT_LOG_ALERT, log, err, "accept4() failed");
+        return 0;
+    }
+
+    pt_conn_stats.accepted++;
+
+    /* no TCP_NODELAY here: a response followed by close() is pushed out by
+     * the FIN whatever Nagle says; the protocols call pt_conn_nodelay() when
+     * a connection stays open after a response (keep-alive), for HTTP/2,
+     * TLS and tunnels (as nginx's tcp_nodelay) */
+    pt_conn_t *c = pt_conn_get(fd, log);
+    if (c == NULL) {
+        close(fd);
+        pause_accept(100);
+        return 0;
+    }
+    pt_conn_stats.handled++;
+    pt_conn_stats.active++;         /* pt_conn_close() takes it back */
+
+    c->listening = ls;
+    memcpy(&c->sockaddr, &sa, len <= sizeof(sa) ? len : sizeof(sa));
+    c->socklen = len;
+    if (sa.sa.sa_family == AF_UNIX)
+        c->unix_socket = 1;
+    size_t n = pt_sockaddr_text(&sa.sa, len, c->_addr_buf, sizeof(c->_addr_buf), 0);
+    c->addr_text.data = c->_addr_buf;
+    c->addr_text.len = n;
+
+    ls->handler(c);
+    return 1;
+}
+
 static void on_accept(pt_event_t *ev)
 {
     pt_listening_t *ls = ev->data;
-    pt_log_t *log = ls->log ? ls->log : pt_log_default;
 
-    for (;;) {
-        pt_sockaddr_t sa;
-        socklen_t len = sizeof(sa);
-        int fd = accept4(ls->fd, &sa.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-        if (fd < 0) {
-            int err = errno;
-            if (err == EAGAIN || err == EWOULDBLOCK) {
-                ev->ready = 0;
-                return;
-            }
-            if (err == EINTR || err == ECONNABORTED || err == EPROTO)
-                continue;
-            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-                pt_log_error(PT_LOG_CRIT, log, err, "accept4() failed");
-                pause_accept(500);
-                return;
-            }
-            pt_log_error(PT_LOG_ALERT, log, err, "accept4() failed");
-            return;
-        }
-
-        pt_conn_stats.accepted++;
-
-        if (sa.sa.sa_family != AF_UNIX) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        }
-
-        pt_conn_t *c = pt_conn_get(fd, log);
-        if (c == NULL) {
-            close(fd);
-            pause_accept(100);
-            return;
-        }
-        pt_conn_stats.handled++;
-        pt_conn_stats.active++;         /* pt_conn_close() takes it back */
-
-        c->listening = ls;
-        memcpy(&c->sockaddr, &sa, len <= sizeof(sa) ? len : sizeof(sa));
-        c->socklen = len;
-        if (sa.sa.sa_family == AF_UNIX) {
-            c->unix_socket = 1;
-        } else {
-            c->tcp_nodelay = 1;
-        }
-        size_t n = pt_sockaddr_text(&sa.sa, len, c->_addr_buf, sizeof(c->_addr_buf), 0);
-        c->addr_text.data = c->_addr_buf;
-        c->addr_text.len = n;
-
-        ls->handler(c);
-
+    while (accept_one(ls, ev)) {
         if (!pt_listening_multi_accept || accept_paused)
             return;
         /* the handler may have stopped this listener (shutdown) */
         if (ls->io.fd < 0)
             return;
+    }
+}
+
+void pt_listening_drain(pt_array_t *listening, unsigned max)
+{
+    pt_listening_t *all = listening->elts;
+
+    for (size_t i = 0; i < listening->nelts && max > 0; i++) {
+        pt_listening_t *ls = &all[i];
+        if (!ls->reuseport || ls->io.fd < 0 || ls->addr.sa.sa_family == AF_UNIX)
+            continue;
+        while (max > 0 && !accept_paused && ls->io.fd >= 0 && accept_one(ls, &ls->io.read))
+            max--;
     }
 }
 

@@ -2,6 +2,7 @@
  * (listening sockets, shared-memory zones, open files). See cycle_init.h for
  * the create / commit / destroy protocol a reload follows. */
 #include "cycle_init.h"
+#include "core_module.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,11 +93,13 @@ static char *dup_opt(const char *s)
 /* ---- listening sockets ----------------------------------------------------- */
 
 /* Sockets handed over by the previous binary (USR2), until the first cycle
- * takes them. */
+ * takes them. A reuseport listener's sockets come one per worker, in worker
+ * order, all with the same address. */
 typedef struct {
     pt_sockaddr_t addr;
     socklen_t     socklen;
     int           fd;
+    int           reuseport;        /* SO_REUSEPORT is set on it */
     int           taken;
 } inherited_t;
 
@@ -133,6 +137,12 @@ int pt_cycle_inherit(pt_log_t *log)
             pt_log_error(PT_LOG_CRIT, log, errno, "getsockname() of the inherited socket #%d "
                          "failed", (int) fd);
         } else {
+            int rp = 0;
+            socklen_t rplen = sizeof(rp);
+            if (in->addr.sa.sa_family != AF_UNIX
+                && getsockopt((int) fd, SOL_SOCKET, SO_REUSEPORT, &rp, &rplen) != 0)
+                rp = 0;
+            in->reuseport = rp != 0;
             in->fd = (int) fd;
             ninherited++;
         }
@@ -144,7 +154,9 @@ int pt_cycle_inherit(pt_log_t *log)
     return (int) ninherited;
 }
 
-static int take_inherited(pt_listening_t *ls)
+/* The next inherited socket bound to ls's address (in the order the old
+ * binary listed them), or -1. */
+static int take_inherited(pt_listening_t *ls, int *reuseport)
 {
     for (size_t i = 0; i < ninherited; i++) {
         inherited_t *in = &inherited[i];
@@ -155,6 +167,7 @@ static int take_inherited(pt_listening_t *ls)
         /* exec cleared close-on-exec; accept needs nonblocking */
         fcntl(in->fd, F_SETFD, FD_CLOEXEC);
         fcntl(in->fd, F_SETFL, fcntl(in->fd, F_GETFL) | O_NONBLOCK);
+        *reuseport = in->reuseport;
         return in->fd;
     }
     return -1;
@@ -185,6 +198,57 @@ static pt_listening_t *find_old_listener(pt_cycle_t *old, const pt_listening_t *
     return NULL;
 }
 
+/* Whether old holds fd (any listener, any worker's socket); with forget,
+ * old lets go of it (so destroying old leaves it open). */
+static int old_has_fd(pt_cycle_t *old, int fd, int forget)
+{
+    int found = 0;
+
+    if (old == NULL || fd < 0)
+        return 0;
+    pt_listening_t *all = old->listening.elts;
+    for (size_t i = 0; i < old->listening.nelts; i++) {
+        if (all[i].fd == fd) {
+            found = 1;
+            if (forget)
+                all[i].fd = -1;
+        }
+        for (unsigned k = 0; k < all[i].nworker_fds; k++) {
+            if (all[i].worker_fds[k] == fd) {
+                found = 1;
+                if (forget)
+                    all[i].worker_fds[k] = -1;
+            }
+        }
+    }
+    return found;
+}
+
+/* How many sockets ls gets: one per worker for reuseport over TCP when
+ * there are worker processes, else one. */
+static unsigned sockets_wanted(pt_cycle_t *cycle, const pt_listening_t *ls)
+{
+    if (!ls->reuseport || ls->addr.sa.sa_family == AF_UNIX)
+        return 1;
+    if (pt_core_module.index < 0 || (size_t) pt_core_module.index >= cycle->nmodules
+        || cycle->core_conf[pt_core_module.index] == NULL)
+        return 1;
+    pt_core_conf_t *ccf = pt_core_conf(cycle);
+    if (!ccf->master || ccf->worker_processes <= 1)
+        return 1;
+    return (unsigned) (ccf->worker_processes < PT_MAX_WORKERS ? ccf->worker_processes
+                                                              : PT_MAX_WORKERS);
+}
+
+/* Socket k of ls (k = 0 is ls->fd). */
+static void set_socket(pt_listening_t *ls, unsigned k, int fd)
+{
+    if (k == 0)
+        ls->fd = fd;
+    if (ls->nworker_fds > 0)
+        ls->worker_fds[k] = fd;
+}
+
 static int open_listening(pt_cycle_t *cycle, pt_cycle_t *old, pt_log_t *log)
 {
     pt_listening_t *all = cycle->listening.elts;
@@ -193,24 +257,63 @@ static int open_listening(pt_cycle_t *cycle, pt_cycle_t *old, pt_log_t *log)
         pt_listening_t *ls = &all[i];
         if (ls->log == NULL)
             ls->log = cycle->log;
-        pt_listening_t *o = find_old_listener(old, ls);
-        if (o != NULL) {
-            ls->fd = o->fd;
-            ls->inherited = 1;
-            continue;
-        }
-        if (old == NULL && ninherited > 0) {
-            int fd = take_inherited(ls);
-            if (fd >= 0) {
-                ls->fd = fd;
-                ls->inherited = 1;
-                continue;
-            }
-        }
         ls->fd = -1;
         ls->inherited = 0;
-        if (pt_listening_open(ls, log) != 0)
-            return -1;
+        ls->worker_fds = NULL;
+        ls->nworker_fds = 0;
+
+        unsigned n = sockets_wanted(cycle, ls), have = 0;
+        if (n > 1) {
+            ls->worker_fds = pt_palloc(cycle->pool, n * sizeof(int));
+            if (ls->worker_fds == NULL) {
+                pt_log_error(PT_LOG_EMERG, log, 0, "out of memory");
+                return -1;
+            }
+            for (unsigned k = 0; k < n; k++)
+                ls->worker_fds[k] = -1;
+            ls->nworker_fds = n;
+        }
+
+        /* the sockets the running cycle (or the old binary) has for this
+         * address: worker k keeps socket k; SO_REUSEPORT is added to a
+         * socket that lacks it (set after listen(), it still joins the new
+         * sockets' group) */
+        pt_listening_t *o = find_old_listener(old, ls);
+        if (o != NULL) {
+            if (pt_listening_reconfigure(ls, o, o->fd, ls->reuseport && !o->reuseport, log) != 0)
+                return -1;
+            set_socket(ls, 0, o->fd);
+            ls->inherited = 1;
+            have = 1;
+            while (have < n && have < o->nworker_fds && o->worker_fds[have] >= 0) {
+                pt_listening_reconfigure(ls, o, o->worker_fds[have], 0, log);
+                set_socket(ls, have, o->worker_fds[have]);
+                have++;
+            }
+        } else if (old == NULL && ninherited > 0) {
+            int fd, rp = 0;
+            while (have < n && (fd = take_inherited(ls, &rp)) >= 0) {
+                set_socket(ls, have, fd);
+                if (have == 0)
+                    ls->inherited = 1;
+                have++;
+                if (pt_listening_reconfigure(ls, NULL, fd, ls->reuseport && !rp, log) != 0)
+                    return -1;
+            }
+        }
+
+        if (have == 0) {
+            if (pt_listening_open(ls, log) != 0)
+                return -1;
+            set_socket(ls, 0, ls->fd);
+            have = 1;
+        }
+        for (; have < n; have++) {
+            int fd = pt_listening_open_fd(ls, log);
+            if (fd < 0)
+                return -1;
+            set_socket(ls, have, fd);
+        }
     }
     return 0;
 }
@@ -221,13 +324,17 @@ static void close_own_listening(pt_cycle_t *cycle, int committed)
     pt_listening_t *all = cycle->listening.elts;
 
     for (size_t i = 0; i < cycle->listening.nelts; i++) {
-        if (all[i].fd < 0)
-            continue;
-        if (!committed && all[i].inherited && cycle->old_cycle != NULL) {
-            all[i].fd = -1;   /* old's */
-            continue;
+        pt_listening_t *ls = &all[i];
+        if (!committed && cycle->old_cycle != NULL) {
+            /* old's stay open */
+            for (unsigned k = 0; k < ls->nworker_fds; k++) {
+                if (old_has_fd(cycle->old_cycle, ls->worker_fds[k], 0))
+                    ls->worker_fds[k] = -1;
+            }
+            if (old_has_fd(cycle->old_cycle, ls->fd, 0))
+                ls->fd = -1;
         }
-        pt_listening_close(&all[i]);
+        pt_listening_close(ls);
     }
 }
 
@@ -484,14 +591,15 @@ void pt_cycle_commit(pt_cycle_t *cycle)
     pt_cycle_t *old = cycle->old_cycle;
 
     if (old != NULL) {
-        /* old forgets what new took over, so destroying old keeps it open */
+        /* old forgets what new took over, so destroying old keeps it open
+         * (and closes only the sockets new has no use for: removed
+         * addresses, and the sockets of workers a smaller worker_processes
+         * dropped) */
         pt_listening_t *all = cycle->listening.elts;
         for (size_t i = 0; i < cycle->listening.nelts; i++) {
-            if (!all[i].inherited)
-                continue;
-            pt_listening_t *o = find_old_listener(old, &all[i]);
-            if (o != NULL)
-                o->fd = -1;
+            (void) old_has_fd(old, all[i].fd, 1);
+            for (unsigned k = 1; k < all[i].nworker_fds; k++)
+                (void) old_has_fd(old, all[i].worker_fds[k], 1);
         }
         for (pt_shm_zone_t *z = cycle->shm_zones; z; z = z->next) {
             for (pt_shm_zone_t *oz = old->shm_zones; oz; oz = oz->next) {

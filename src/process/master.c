@@ -424,9 +424,14 @@ static void exec_new_binary(void)
     if (saved_argv == NULL || saved_argv[0] == NULL)
         return;
 
-    /* PORTICO=fd;fd;... of every listening socket */
+    /* PORTICO=fd;fd;... of every listening socket (a reuseport listener's
+     * one per worker, in worker order) */
     size_t n = current->listening.nelts;
-    char *env = malloc(n * 12 + 1);
+    pt_listening_t *all = current->listening.elts;
+    size_t nfds = 0;
+    for (size_t i = 0; i < n; i++)
+        nfds += all[i].nworker_fds > 1 ? all[i].nworker_fds : 1;
+    char *env = malloc(nfds * 12 + 1);
     size_t oldlen = ccf->pid_path.len + sizeof(".oldbin");
     char *oldbin = malloc(oldlen);
     if (env == NULL || oldbin == NULL) {
@@ -437,10 +442,13 @@ static void exec_new_binary(void)
     }
     size_t off = 0;
     env[0] = '\0';
-    pt_listening_t *all = current->listening.elts;
     for (size_t i = 0; i < n; i++) {
         if (all[i].fd >= 0)
             off += (size_t) snprintf(env + off, 13, "%d;", all[i].fd);
+        for (unsigned k = 1; k < all[i].nworker_fds; k++) {
+            if (all[i].worker_fds[k] >= 0)
+                off += (size_t) snprintf(env + off, 13, "%d;", all[i].worker_fds[k]);
+        }
     }
     snprintf(oldbin, oldlen, "%s.oldbin", ccf->pid_path.data);
 
@@ -468,6 +476,10 @@ static void exec_new_binary(void)
         for (size_t i = 0; i < n; i++) {
             if (all[i].fd >= 0)
                 fcntl(all[i].fd, F_SETFD, 0);
+            for (unsigned k = 1; k < all[i].nworker_fds; k++) {
+                if (all[i].worker_fds[k] >= 0)
+                    fcntl(all[i].worker_fds[k], F_SETFD, 0);
+            }
         }
         setenv(PT_INHERIT_ENV, env, 1);
         pt_signals_default();

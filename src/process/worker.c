@@ -218,6 +218,8 @@ static int worker_init(pt_cycle_t *cycle, int slot, int fork_worker)
         }
     }
 
+    /* a reuseport listener: this worker's own socket only */
+    pt_listening_select_worker(&cycle->listening, slot);
     if (pt_listening_start(&cycle->listening) != 0)
         return -1;
     return 0;
@@ -275,6 +277,9 @@ static void worker_loop(pt_cycle_t *cycle, int single)
             pt_sig_quit = 0;
             exiting = 1;
             pt_log_error(PT_LOG_NOTICE, cycle->log, 0, "gracefully shutting down");
+            /* connections already queued on our own reuseport socket: ours
+             * to serve (closing the socket's last copy would reset them) */
+            pt_listening_drain(&cycle->listening, 1024);
             pt_listening_stop(&cycle->listening);
             close_listening_copies(cycle);
             pt_conn_shutting_down = 1;

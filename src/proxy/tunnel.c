@@ -194,6 +194,7 @@ int pt_upstream_tunnel_start(pt_upstream_t *u, pt_conn_t *uc, pt_conn_t *client,
     t->down.dst = client;
     t->down.buf = upstream_preread;
 
+    (void) pt_conn_nodelay(client);   /* interactive both ways (accept leaves it off) */
     client->data = t;
     client->io.read.handler = on_tunnel_event;
     client->io.write.handler = on_tunnel_event;

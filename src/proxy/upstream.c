@@ -1625,6 +1625,8 @@ static void relay_body(pt_upstream_t *u)
         }
         if (!u->buffering)
             b->flush = 1;
+        if (!u->buffering)
+            (void) pt_conn_nodelay(r->connection);   /* streamed: no Nagle (accept leaves it) */
         if (u->body_done) {
             b->last_buf = 1;
             b->flush = 1;

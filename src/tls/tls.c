@@ -1376,6 +1376,7 @@ void pt_tls_init_connection(pt_conn_t *c)
             pt_http_init_connection(c);
         return;
     }
+    (void) pt_conn_nodelay(c);   /* handshake records go out at once (accept leaves it) */
     if (c->pool == NULL)
         c->pool = pt_pool_create((size_t) cscf->connection_pool_size);
     tc = c->pool ? pt_pcalloc(c->pool, sizeof(*tc)) : NULL;

@@ -132,6 +132,81 @@ static void test_text_without_port(void)
     is_str(small, "127.0", "truncated text");
 }
 
+static void test_text_ipv4_matches_inet_ntop(void)
+{
+    static const char *addrs[] = { "0.0.0.0", "1.2.3.4", "9.10.99.100", "127.0.0.1",
+                                   "192.168.255.254", "255.255.255.255", "10.0.100.7" };
+    static const unsigned ports[] = { 1, 9, 10, 80, 443, 8080, 65535 };
+    int same = 1;
+
+    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        for (size_t k = 0; k < sizeof(ports) / sizeof(ports[0]); k++) {
+            struct sockaddr_in sin;
+            char want[64], host[INET_ADDRSTRLEN], got[64], bare[64];
+            memset(&sin, 0, sizeof(sin));
+            sin.sin_family = AF_INET;
+            sin.sin_port = htons((uint16_t) ports[k]);
+            inet_pton(AF_INET, addrs[i], &sin.sin_addr);
+            inet_ntop(AF_INET, &sin.sin_addr, host, sizeof(host));
+            snprintf(want, sizeof(want), "%s:%u", host, ports[k]);
+            size_t n = pt_sockaddr_text((struct sockaddr *) &sin, sizeof(sin), got,
+                                        sizeof(got), 1);
+            size_t m = pt_sockaddr_text((struct sockaddr *) &sin, sizeof(sin), bare,
+                                        sizeof(bare), 0);
+            if (strcmp(got, want) != 0 || n != strlen(want) || strcmp(bare, host) != 0
+                || m != strlen(host)) {
+                note("%s: got \"%s\" / \"%s\"", want, got, bare);
+                same = 0;
+            }
+        }
+    }
+    ok(same, "ipv4 text as inet_ntop writes it, with and without port");
+}
+
+static void test_reuseport_sockets(void)
+{
+    pt_listening_t ls;
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    /* a plain socket first: reconfigure adds SO_REUSEPORT, then siblings bind */
+    memset(&ls, 0, sizeof(ls));
+    memcpy(&ls.addr, &sin, sizeof(sin));
+    ls.socklen = sizeof(sin);
+    ls.backlog = 511;
+    ls.rcvbuf = ls.sndbuf = -1;
+    strcpy(ls.addr_text, "127.0.0.1:ephemeral");
+    ok(pt_listening_open(&ls, NULL) == 0, "plain listener");
+    socklen_t sl = sizeof(sin);
+    getsockname(ls.fd, (struct sockaddr *) &ls.addr, &sl);
+    ls.reuseport = 1;
+    ok(pt_listening_open_fd(&ls, NULL) == -1, "no sibling while the first lacks SO_REUSEPORT");
+    ok(pt_listening_reconfigure(&ls, NULL, ls.fd, 1, NULL) == 0, "SO_REUSEPORT added");
+    int fds[3] = { ls.fd, -1, -1 };
+    fds[1] = pt_listening_open_fd(&ls, NULL);
+    fds[2] = pt_listening_open_fd(&ls, NULL);
+    ok(fds[1] >= 0 && fds[2] >= 0, "two siblings bound to the same port");
+    ls.worker_fds = fds;
+    ls.nworker_fds = 3;
+
+    /* worker 1's view: its own socket only */
+    pt_pool_t *pool = pt_pool_create(4096);
+    pt_array_t arr;
+    pt_array_init(&arr, pool, 1, sizeof(pt_listening_t));
+    pt_listening_t *w = pt_array_push(&arr);
+    *w = ls;
+    int mine = fds[1];
+    pt_listening_select_worker(&arr, 1);
+    is_int(w->fd, mine, "worker 1 keeps socket 1");
+    ok(w->worker_fds == NULL && w->nworker_fds == 0, "and forgets the others");
+    ok(fcntl(fds[0], F_GETFD) == -1 && fcntl(fds[2], F_GETFD) == -1, "whose copies it closed");
+    ok(fcntl(mine, F_GETFD) != -1, "its own stays open");
+    close(mine);
+    pt_pool_destroy(pool);
+}
+
 static void test_eq(void)
 {
     pt_sockaddr_t a, b;
@@ -251,6 +326,8 @@ int main(void)
     subtest("unix path length", test_unix_too_long);
     subtest("localhost", test_localhost);
     subtest("text", test_text_without_port);
+    subtest("text ipv4", test_text_ipv4_matches_inet_ntop);
+    subtest("reuseport sockets", test_reuseport_sockets);
     subtest("eq", test_eq);
     subtest("listening_add", test_listening_add);
     subtest("open/close", test_open_close);
