@@ -1227,6 +1227,21 @@ static long bio_read_cb(BIO *b, int oper, const char *argp, size_t len, int argi
     return ret;
 }
 
+/* As SSL_set_fd, but with a BIO for reading and another for writing (on
+ * the same fd), so that the read BIO's callback is not also called for
+ * every write and its flush. */
+static int set_socket(SSL *ssl, int fd)
+{
+    BIO *rb = BIO_new_socket(fd, BIO_NOCLOSE);
+    BIO *wb = rb ? BIO_new_socket(fd, BIO_NOCLOSE) : NULL;
+    if (wb == NULL) {
+        BIO_free(rb);
+        return -1;
+    }
+    SSL_set_bio(ssl, rb, wb);
+    return 0;
+}
+
 /* read_ahead: OpenSSL reads what the socket holds in one read() (not the
  * 5-byte record header, then the record: two per record); the BIO callback
  * tells pt_tls_recv when the socket is drained, so no recv(MSG_PEEK) is
@@ -1302,7 +1317,7 @@ static void first_byte(tls_conn_t *tc)
         }
         ERR_clear_error();
         tc->ssl = SSL_new(sscf->ctx);
-        if (tc->ssl == NULL || SSL_set_fd(tc->ssl, c->io.fd) != 1) {
+        if (tc->ssl == NULL || set_socket(tc->ssl, c->io.fd) != 0) {
             pt__tls_error(PT_LOG_ALERT, &c->log, "SSL_new() failed");
             tls_close(tc);
             return;
@@ -1800,7 +1815,7 @@ void pt_tls_upstream_connect(pt_conn_t *c, pt_tls_upstream_conf_t *uc, const pt_
     }
     ERR_clear_error();
     ssl = SSL_new(uc->ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, c->io.fd) != 1) {
+    if (ssl == NULL || set_socket(ssl, c->io.fd) != 0) {
         SSL_free(ssl);
         pt__tls_error(PT_LOG_ALERT, &c->log, "SSL_new() failed");
         done(c, -1);
