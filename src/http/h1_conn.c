@@ -524,17 +524,30 @@ static void on_write(pt_event_t *ev)
         ev->timedout = 0;
     }
     if (ev->timedout) {
+        /* send_timeout: nothing more can reach the client. A producer still
+         * running (a proxy relaying, a file being sent) learns it from its
+         * handler (r->aborted; its next send_body fails) and finalizes
+         * itself, ending its own side first (an upstream connection is
+         * closed, never pooled); only a request without one ends here. */
         ev->timedout = 0;
         pt_log_error(PT_LOG_INFO, &c->log, ETIMEDOUT, "client timed out");
         h->write_error = 1;
         drop_output(h);
-        if (!h->finalized) {
-            pt_http_finalize_request(r, 408);
-        } else {
+        if (h->finalized) {
             r->aborted = 1;
             pt_http_log_request(r);
             post_done(h);
+            return;
         }
+        r->aborted = 1;
+        if (r->headers_out.status == 0)
+            r->headers_out.status = 408;
+        if (r->write_event_handler)
+            r->write_event_handler(r);
+        else if (r->read_event_handler)
+            r->read_event_handler(r);
+        else
+            pt_http_finalize_request(r, 408);
         return;
     }
 

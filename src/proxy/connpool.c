@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <openssl/ssl.h>
+
 #include "upstream.h"
 #include "../core/time.h"
 
@@ -138,7 +140,11 @@ void pt_upstream_keepalive_put(pt_upstream_group_t *g, pt_upstream_peer_t *peer,
                                pt_conn_t *c, int64_t created)
 {
     ka_pool_t *p = pool_of(g);
-    if (p == NULL || g->keepalive == 0 || pt_conn_shutting_down) {
+    /* TLS reads ahead: bytes the backend sent past the response may wait
+     * inside OpenSSL, where the idle check's peek at the socket cannot see
+     * them; such a connection is not reused */
+    if (p == NULL || g->keepalive == 0 || pt_conn_shutting_down
+        || (c->ssl && SSL_has_pending((SSL *) c->ssl))) {
         pt_conn_close(c);
         return;
     }

@@ -724,6 +724,19 @@ static int process_header(pt_upstream_t *u)
     return PT_OK;
 }
 
+/* proxy_ignore_headers of the request's location (IGN_* bits), for the
+ * cache: src/proxy/cache.c calls it through a weak reference and reads the
+ * bits with the same values (X-Accel-Expires, Expires, Cache-Control,
+ * Set-Cookie, Vary decide what is stored and for how long). */
+unsigned pt_proxy_ignore_headers(pt_http_request_t *r);
+unsigned pt_proxy_ignore_headers(pt_http_request_t *r)
+{
+    proxy_loc_conf_t *plcf = pt_http_get_module_loc_conf(r, pt_http_proxy_module);
+    if (plcf == NULL || plcf->ignore_headers == PT_CONF_UNSET_UINT)
+        return 0;
+    return plcf->ignore_headers;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The content handler                                                       */
 

@@ -48,6 +48,8 @@ typedef struct {
     pt_tls_upstream_conf_t  *uconf;
     unsigned                 upstream:1;
     unsigned                 failed:1;    /* fatal TLS error: forget the session */
+    unsigned                 drained:1;   /* the last read() of the socket came
+                                           * back short or would block */
 } tls_conn_t;
 
 static void *create_srv_conf(pt_conf_t *cf);
@@ -1210,6 +1212,52 @@ static void tls_on_close(pt_conn_t *c)
     }
 }
 
+/* The socket BIO's callback: after each read() OpenSSL makes, notes whether
+ * it drained the socket (fewer bytes than asked for, or none). */
+static long bio_read_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
+                        int ret, size_t *processed)
+{
+    (void) argp;
+    (void) argi;
+    (void) argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        tls_conn_t *tc = (tls_conn_t *) BIO_get_callback_arg(b);
+        if (tc)
+            tc->drained = ret <= 0 || processed == NULL || *processed < len;
+    }
+    return ret;
+}
+
+/* As SSL_set_fd, but with a BIO for reading and another for writing (on
+ * the same fd), so that the read BIO's callback is not also called for
+ * every write and its flush. */
+static int set_socket(SSL *ssl, int fd)
+{
+    BIO *rb = BIO_new_socket(fd, BIO_NOCLOSE);
+    BIO *wb = rb ? BIO_new_socket(fd, BIO_NOCLOSE) : NULL;
+    if (wb == NULL) {
+        BIO_free(rb);
+        return -1;
+    }
+    SSL_set_bio(ssl, rb, wb);
+    return 0;
+}
+
+/* read_ahead: OpenSSL reads what the socket holds in one read() (not the
+ * 5-byte record header, then the record: two per record); the BIO callback
+ * tells pt_tls_recv when the socket is drained, so no recv(MSG_PEEK) is
+ * needed to clear read.ready after a short read. */
+static void setup_io(tls_conn_t *tc)
+{
+    BIO *rb = SSL_get_rbio(tc->ssl);
+
+    SSL_set_read_ahead(tc->ssl, 1);
+    if (rb) {
+        BIO_set_callback_arg(rb, (char *) tc);
+        BIO_set_callback_ex(rb, bio_read_cb);
+    }
+}
+
 static void tls_close(tls_conn_t *tc)
 {
     pt_conn_close(tc->c);
@@ -1270,12 +1318,13 @@ static void first_byte(tls_conn_t *tc)
         }
         ERR_clear_error();
         tc->ssl = SSL_new(sscf->ctx);
-        if (tc->ssl == NULL || SSL_set_fd(tc->ssl, c->io.fd) != 1) {
+        if (tc->ssl == NULL || set_socket(tc->ssl, c->io.fd) != 0) {
             pt__tls_error(PT_LOG_ALERT, &c->log, "SSL_new() failed");
             tls_close(tc);
             return;
         }
         SSL_set_app_data(tc->ssl, tc);
+        setup_io(tc);
         SSL_set_accept_state(tc->ssl);
         c->ssl = tc->ssl;
         c->on_close = tls_on_close;
@@ -1468,13 +1517,21 @@ ssize_t pt_tls_recv(pt_conn_t *c, char *buf, size_t size)
     ERR_clear_error();
     rc = SSL_read_ex(ssl, buf, size, &n);
     if (rc == 1) {
-        /* as the plain recv: a short read that drained both OpenSSL and
-         * the socket clears ready (owners decide on it, e.g. lingering) */
-        if (n < size && !SSL_has_pending(ssl) && !c->io.read.eof) {
-            char b;
-            ssize_t p = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (p < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                c->io.read.ready = 0;
+        /* as the plain recv: a read that drained both OpenSSL and the
+         * socket clears ready (owners decide on it, e.g. lingering); the
+         * BIO callback saw whether OpenSSL's last read() drained the
+         * socket, so no extra syscall is needed to learn it */
+        if (!SSL_has_pending(ssl) && !c->io.read.eof) {
+            tls_conn_t *tc = SSL_get_app_data(ssl);
+            if (tc) {
+                if (tc->drained)
+                    c->io.read.ready = 0;
+            } else if (n < size) {
+                char b;
+                ssize_t p = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+                if (p < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                    c->io.read.ready = 0;
+            }
         }
         return (ssize_t) n;
     }
@@ -1763,7 +1820,7 @@ void pt_tls_upstream_connect(pt_conn_t *c, pt_tls_upstream_conf_t *uc, const pt_
     }
     ERR_clear_error();
     ssl = SSL_new(uc->ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, c->io.fd) != 1) {
+    if (ssl == NULL || set_socket(ssl, c->io.fd) != 0) {
         SSL_free(ssl);
         pt__tls_error(PT_LOG_ALERT, &c->log, "SSL_new() failed");
         done(c, -1);
@@ -1777,6 +1834,7 @@ void pt_tls_upstream_connect(pt_conn_t *c, pt_tls_upstream_conf_t *uc, const pt_
     c->ssl = ssl;
     c->on_close = tls_on_close;
     SSL_set_app_data(ssl, tc);
+    setup_io(tc);
     SSL_set_connect_state(ssl);
 
     if (h && h->len) {
