@@ -1468,16 +1468,14 @@ static void on_read(pt_event_t *ev)
                 h2_close(h2c);
             return;
         }
-        start_streams(h2c);
-        if (h2c->dead)
-            return;
-        h2_flush(h2c);
-        if (h2c->dead)
-            return;
         if (h2c->out)      /* the peer does not read: stop reading too */
             break;
     }
-    h2_check(h2c);
+    /* new streams start after this batch of events (posted): responses
+     * that came in the same batch release their upstream connections
+     * first, and all the output is written at once */
+    if (!h2c->done_ev.posted)
+        pt_event_post(&h2c->done_ev);
 }
 
 static void on_write(pt_event_t *ev)

@@ -116,6 +116,21 @@ class H2Client:
             self.closed = True
         return sid
 
+    def _receive(self, b):
+        """Feeds python-h2 one frame at a time: it treats any GOAWAY as the
+        end of the connection and raises on a DATA frame that followed a
+        graceful one in the same read (pump reopens it after the event)."""
+        self.inbuf = getattr(self, "inbuf", b"") + b
+        while len(self.inbuf) >= 9:
+            n = 9 + int.from_bytes(self.inbuf[:3], "big")
+            if len(self.inbuf) < n:
+                break
+            frame, self.inbuf = self.inbuf[:n], self.inbuf[n:]
+            for ev in self.conn.receive_data(frame):
+                if isinstance(ev, h2.events.ConnectionTerminated) and ev.error_code == 0:
+                    self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+                yield ev
+
     def pump(self, until, timeout=10, ack=True):
         deadline = time.monotonic() + timeout
         while not until() and time.monotonic() < deadline and not self.closed:
@@ -130,7 +145,7 @@ class H2Client:
             if not b:
                 self.closed = True
                 break
-            for ev in self.conn.receive_data(b):
+            for ev in self._receive(b):
                 if isinstance(ev, h2.events.ResponseReceived):
                     self.headers[ev.stream_id] = dict(ev.headers)
                 elif isinstance(ev, h2.events.DataReceived):
