@@ -22,7 +22,7 @@
 #
 # Environment: PROFILE_REQS (20000), PROFILE_WARM (2000), PROFILE_CONNS (10),
 # PROFILE_STREAMS (10), PROFILE_PATH (/1k), PROFILE_TOP (30), PORTICO_BIN,
-# PROFILE_PORT_BASE (29170), PROFILE_NO_CALLGRIND=1 (syscalls only),
+# PROFILE_PORT_BASE (29170), PROFILE_NO_CALLGRIND=1 (syscalls only), PROFILE_NO_STRACE=1,
 # BENCH_KEEP=1 keeps the work folder (callgrind files for callgrind_annotate).
 set -euo pipefail
 
@@ -190,7 +190,7 @@ for t in "${targets[@]}"; do
     fi
   fi
   sys="-|"
-  if strace_runs "$t"; then
+  if [ -z "${PROFILE_NO_STRACE:-}" ] && strace_runs "$t"; then
     sys="$(/usr/bin/python3 - "$WORK/$t-$WARM-st/strace.out" "$WORK/$t-$((WARM + REQS))-st/strace.out" "$REQS" <<'EOF'
 import re, sys
 def calls(path):
