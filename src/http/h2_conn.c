@@ -207,8 +207,12 @@ static char in_buf[IN_SIZE];
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_CACHE_N 0
 #else
-#define POOL_CACHE_N 64
+#define POOL_CACHE_N 32
 #endif
+/* A proxied stream uses 5-8 KiB of its pool (request, stream, upstream,
+ * headers): with request_pool_size's default of 4k every stream would
+ * malloc a second block; its first block is made at least this big. */
+#define STREAM_POOL_MIN 8192
 static struct {
     pt_pool_t *pool;
     size_t     size;
@@ -386,7 +390,9 @@ static void wake(h2_stream_t *s, int rd, int wr)
 static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
 {
     pt_http_core_srv_conf_t *srv = h2c->srv;
-    pt_pool_t *pool = stream_pool_get((size_t) srv->request_pool_size);
+    size_t pool_size = (size_t) srv->request_pool_size < STREAM_POOL_MIN
+                       ? STREAM_POOL_MIN : (size_t) srv->request_pool_size;
+    pt_pool_t *pool = stream_pool_get(pool_size);
     pt_http_request_t *r;
     h2_stream_t *s;
     extern const size_t pt_modules_n;
@@ -420,7 +426,7 @@ static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
     s->h2c = h2c;
     s->r = r;
     s->id = id;
-    s->pool_size = (size_t) srv->request_pool_size;
+    s->pool_size = pool_size;
     s->in_last = &s->in;
     s->out_last = &s->out;
     s->wake.handler = on_wake;
@@ -441,7 +447,7 @@ static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
     return s;
 
 fail:
-    stream_pool_put(pool, (size_t) srv->request_pool_size);
+    stream_pool_put(pool, pool_size);
     return NULL;
 }
 

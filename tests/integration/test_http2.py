@@ -97,6 +97,7 @@ class H2Client:
         self.reset = {}
         self.goaway = None
         self.closed = False
+        self.max_frame = 0
 
     def flush(self):
         out = self.conn.data_to_send()
@@ -150,6 +151,7 @@ class H2Client:
                     self.headers[ev.stream_id] = dict(ev.headers)
                 elif isinstance(ev, h2.events.DataReceived):
                     self.data.setdefault(ev.stream_id, bytearray()).extend(ev.data)
+                    self.max_frame = max(self.max_frame, len(ev.data))
                     if ack:
                         self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, h2.events.StreamEnded):
@@ -269,6 +271,26 @@ def test_slow_reader_stalls_only_its_stream(portico, cert, files):
     cl.flush()
     assert cl.pump(lambda: big in cl.ended, timeout=30)
     assert bytes(cl.data[big]) == open(os.path.join(files, "big.bin"), "rb").read()
+    cl.sock.close()
+
+
+def test_frames_larger_than_the_output_buffer(portico, cert, files):
+    # DATA frames are written straight from the stream's queue into the
+    # connection's output buffer (64 KiB); a frame larger than that takes a
+    # bigger buffer, interleaved with small streams on the same connection
+    p = portico(conf(cert, files, extra="http2_chunk_size 1m;"))
+    cl = H2Client(tls_h2_sock(p.port), window=16 * 1024 * 1024)
+    cl.conn.update_settings({h2.settings.SettingCodes.MAX_FRAME_SIZE: 4 * 1024 * 1024})
+    cl.conn.increment_flow_control_window(256 * 1024 * 1024)
+    cl.flush()
+    big = [cl.request("/files/big.bin") for _ in range(3)]
+    small = [cl.request("/files/small.txt") for _ in range(20)]
+    assert cl.pump(lambda: all(x in cl.ended for x in big + small), timeout=60)
+    want = open(os.path.join(files, "big.bin"), "rb").read()
+    assert all(bytes(cl.data[x]) == want for x in big)
+    assert all(bytes(cl.data[x]) == b"small\n" for x in small)
+    assert not cl.reset
+    assert cl.max_frame > 64 * 1024, cl.max_frame
     cl.sock.close()
 
 
