@@ -4,12 +4,16 @@
  * file ties it to the event loop and to the request runtime:
  *   - input: c->recv into a per-worker buffer, nghttp2_session_mem_recv;
  *     a stream whose header block is complete becomes one pt_http_request_t
- *     and runs the phases after the input batch (never inside a callback);
+ *     and runs the phases from a posted event after the loop iteration's
+ *     I/O (never inside a callback; responses of the same batch have
+ *     released their upstream connections by then);
  *   - output: nghttp2_session_mem_send gathered into one connection buffer
- *     and written with c->send, stopping when the socket is full;
+ *     and written with c->send (one SSL_write per 16-64 KiB), stopping when
+ *     the socket is full;
  *   - a response body is queued per stream (send_body) and pulled by
  *     nghttp2's data provider in http2_chunk_size frames, as the peer's flow
- *     control windows allow. The queue is bounded: send_body answers
+ *     control windows allow; send_data_cb copies each frame straight from
+ *     the queue into the connection buffer. The queue is bounded: send_body answers
  *     PT_AGAIN above the high-water mark and write_event_handler runs when
  *     it drains, so a slow reader stalls its own stream's producer only;
  *   - request bodies: the stream window is http2_body_preread_size and is
