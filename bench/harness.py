@@ -39,6 +39,9 @@ REPS = int(os.environ.get("BENCH_REPS", "3"))
 BIG_MB = int(os.environ.get("BENCH_BIG_MB", "1024"))
 IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS", "10000"))
 PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "29100"))
+# nginx/Portico `keepalive N` in the upstream block (HAProxy's idle pool has no
+# such bound): BENCH_UPSTREAM_KEEPALIVE changes it for experiments only.
+UPSTREAM_KEEPALIVE = int(os.environ.get("BENCH_UPSTREAM_KEEPALIVE", "64"))
 MODE = os.environ.get("BENCH_MODE", "subset")
 COMMAND = os.environ.get("BENCH_COMMAND", "bash bench/run.sh")
 
@@ -231,7 +234,7 @@ def nginx_conf(ports, tls, drop=()):
     if up:
         L.append("    upstream backend {")
         L.append(f"        server 127.0.0.1:{ports.backend};")
-        L.append("        keepalive 64;")
+        L.append(f"        keepalive {UPSTREAM_KEEPALIVE};")
         L.append("    }")
     L.append("    server {")
     if tls:
@@ -869,7 +872,7 @@ def settings():
         "- proxy pinned to CPU 0 (taskset -c 0); backend (bench/backend.c, cc -O2, epoll) and load generator "
         "pinned to CPU 1; each proxy started fresh for each run on the same ports",
         "- nginx and Portico run the same generated config file: worker_processes 1, master_process on, "
-        "access_log off, upstream keepalive 64, proxy_http_version 1.1, Connection \"\", "
+        f"access_log off, upstream keepalive {UPSTREAM_KEEPALIVE}, proxy_http_version 1.1, Connection \"\", "
         "keepalive_requests 100000000, proxy_request_buffering off, proxy_max_temp_file_size 0, "
         "client_max_body_size 0; TLS: TLSv1.3 only, ECDSA P-256 certificate, shared session cache",
         "- HAProxy: nbthread 1, http-reuse always, no logs, same timeouts; TLS: ssl-min-ver TLSv1.3, "

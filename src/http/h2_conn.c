@@ -4,12 +4,16 @@
  * file ties it to the event loop and to the request runtime:
  *   - input: c->recv into a per-worker buffer, nghttp2_session_mem_recv;
  *     a stream whose header block is complete becomes one pt_http_request_t
- *     and runs the phases after the input batch (never inside a callback);
+ *     and runs the phases from a posted event after the loop iteration's
+ *     I/O (never inside a callback; responses of the same batch have
+ *     released their upstream connections by then);
  *   - output: nghttp2_session_mem_send gathered into one connection buffer
- *     and written with c->send, stopping when the socket is full;
+ *     and written with c->send (one SSL_write per 16-64 KiB), stopping when
+ *     the socket is full;
  *   - a response body is queued per stream (send_body) and pulled by
  *     nghttp2's data provider in http2_chunk_size frames, as the peer's flow
- *     control windows allow. The queue is bounded: send_body answers
+ *     control windows allow; send_data_cb copies each frame straight from
+ *     the queue into the connection buffer. The queue is bounded: send_body answers
  *     PT_AGAIN above the high-water mark and write_event_handler runs when
  *     it drains, so a slow reader stalls its own stream's producer only;
  *   - request bodies: the stream window is http2_body_preread_size and is
@@ -104,6 +108,7 @@ static const char *merge_srv_conf(pt_conf_t *cf, void *parent, void *child)
 /* ------------------------------------------------------------------------ */
 
 #define OUT_SIZE      (64 * 1024)
+#define FRAME_HDLEN   9
 #define OUT_FLUSH_AT  (16 * 1024)
 #define IN_SIZE       (16 * 1024)
 #define MAX_CONTINUATIONS 32
@@ -120,6 +125,7 @@ struct h2_stream_s {
     pt_array_t          headers;      /* pt_http_header_t, becomes headers_in.list */
     pt_str_t            method, path, scheme, authority;
     size_t              header_bytes;
+    size_t              pool_size;    /* request_pool_size it was made with */
     /* request body */
     pt_buf_t           *in, **in_last;
     size_t              in_bytes;      /* received, not yet read by the handler */
@@ -128,6 +134,8 @@ struct h2_stream_s {
     pt_buf_t           *out, **out_last;
     size_t              out_bytes;
     h2_stream_t        *start_next;   /* list of streams to start */
+    h2_stream_t        *tpend_next;   /* list of streams whose send_timeout
+                                       * is armed after the next flush */
     pt_event_t          wake;         /* posted: read/write_event_handler */
     pt_event_t          timer;        /* client_body_timeout / send_timeout */
     unsigned            in_eof:1;      /* END_STREAM received */
@@ -145,6 +153,7 @@ struct h2_stream_s {
     unsigned            wake_read:1;   /* what the posted wake event reports */
     unsigned            wake_write:1;
     unsigned            rate_delayed:1; /* limit_rate: timer is a pause */
+    unsigned            tpend:1;       /* on h2c->tpend */
 };
 
 struct h2_conn_s {
@@ -156,6 +165,7 @@ struct h2_conn_s {
     pt_buf_t                *out;        /* gathered frames not yet written */
     h2_stream_t             *streams;    /* live streams */
     h2_stream_t             *start, **start_last;
+    h2_stream_t             *tpend;      /* queued body, timer not armed yet */
     unsigned                 nstreams;
     unsigned                 resets;     /* streams reset by the client this second */
     int64_t                  reset_window;
@@ -170,6 +180,8 @@ struct h2_conn_s {
     unsigned                 notice:1;      /* shutdown notice + PING sent */
     unsigned                 closing:1;
     unsigned                 dead:1;
+    unsigned                 want_room:1;   /* a DATA frame waits for room in out */
+    unsigned                 out_failed:1;  /* no output buffer could be had */
 };
 
 static void h2_close(h2_conn_t *h2c);
@@ -195,6 +207,48 @@ static const pt_http_proto_t h2_proto = {
 };
 
 static char in_buf[IN_SIZE];
+
+/* Stream pools are reset and reused instead of malloc'd and freed per
+ * stream (bounded per worker). Not under ASan: a reused pool would hide a
+ * use after the end of a stream. */
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_CACHE_N 0
+#else
+#define POOL_CACHE_N 32
+#endif
+/* A proxied stream uses 5-8 KiB of its pool (request, stream, upstream,
+ * headers): with request_pool_size's default of 4k every stream would
+ * malloc a second block; its first block is made at least this big. */
+#define STREAM_POOL_MIN 8192
+static struct {
+    pt_pool_t *pool;
+    size_t     size;
+} pool_cache[POOL_CACHE_N + 1];
+static unsigned pool_cache_n;
+
+static pt_pool_t *stream_pool_get(size_t size)
+{
+    for (unsigned i = pool_cache_n; i > 0; i--) {
+        if (pool_cache[i - 1].size == size) {
+            pt_pool_t *p = pool_cache[i - 1].pool;
+            pool_cache[i - 1] = pool_cache[--pool_cache_n];
+            return p;
+        }
+    }
+    return pt_pool_create(size);
+}
+
+static void stream_pool_put(pt_pool_t *pool, size_t size)
+{
+    if (pool_cache_n + 1 <= POOL_CACHE_N) {
+        pt_pool_reset(pool);
+        pool_cache[pool_cache_n].pool = pool;
+        pool_cache[pool_cache_n].size = size;
+        pool_cache_n++;
+        return;
+    }
+    pt_pool_destroy(pool);
+}
 
 /* stub_status counters: an idle connection is waiting, a busy one writing. */
 static void stat_set(h2_conn_t *h2c, unsigned st)
@@ -229,7 +283,7 @@ static void stream_free_cb(void *p)
     pt_buf_put_chain(s->in);
     pt_buf_put_chain(s->out);
     s->in = s->out = NULL;
-    pt_pool_destroy(s->r->pool);
+    stream_pool_put(s->r->pool, s->pool_size);
 }
 
 /* Releases the stream once nghttp2 is done with it and the request is
@@ -249,6 +303,15 @@ static void stream_maybe_free(h2_stream_t *s)
         pt_timer_del(&s->timer);
     if (s->h2c) {
         h2_conn_t *h2c = s->h2c;
+        if (s->tpend) {
+            for (h2_stream_t **pp = &h2c->tpend; *pp; pp = &(*pp)->tpend_next) {
+                if (*pp == s) {
+                    *pp = s->tpend_next;
+                    break;
+                }
+            }
+            s->tpend = 0;
+        }
         if (s->prev)
             s->prev->next = s->next;
         else
@@ -344,7 +407,9 @@ static void wake(h2_stream_t *s, int rd, int wr)
 static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
 {
     pt_http_core_srv_conf_t *srv = h2c->srv;
-    pt_pool_t *pool = pt_pool_create((size_t) srv->request_pool_size);
+    size_t pool_size = (size_t) srv->request_pool_size < STREAM_POOL_MIN
+                       ? STREAM_POOL_MIN : (size_t) srv->request_pool_size;
+    pt_pool_t *pool = stream_pool_get(pool_size);
     pt_http_request_t *r;
     h2_stream_t *s;
     extern const size_t pt_modules_n;
@@ -378,6 +443,7 @@ static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
     s->h2c = h2c;
     s->r = r;
     s->id = id;
+    s->pool_size = pool_size;
     s->in_last = &s->in;
     s->out_last = &s->out;
     s->wake.handler = on_wake;
@@ -398,68 +464,103 @@ static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
     return s;
 
 fail:
-    pt_pool_destroy(pool);
+    stream_pool_put(pool, pool_size);
     return NULL;
 }
 
 /* ------------------------------------------------------------------------ */
 /* nghttp2 callbacks */
 
+/* The body is not copied here: the frame is written by send_data_cb,
+ * straight from the stream's queue into the connection's output buffer
+ * (NGHTTP2_DATA_FLAG_NO_COPY; one copy less than through nghttp2's own
+ * frame buffer). */
 static ssize_t data_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *user)
 {
     h2_stream_t *s = src->ptr;
-    size_t n = 0;
+    size_t n = s->out_bytes < length ? s->out_bytes : length;
 
     /* limit_rate hook: send what the request's budget allows, else pause */
-    if (s->r && s->out_bytes && pt_http_limit_rate_active(s->r)) {
+    if (s->r && n && pt_http_limit_rate_active(s->r)) {
         int64_t delay;
-        length = pt_http_limit_rate_allow(s->r, length < s->out_bytes ? length : s->out_bytes,
-                                          &delay);
-        s->rate_delayed = length == 0;
-        if (length == 0) {
+        n = pt_http_limit_rate_allow(s->r, n, &delay);
+        s->rate_delayed = n == 0;
+        if (n == 0) {
             s->deferred = 1;
             pt_timer_add(&s->timer, delay);
             return NGHTTP2_ERR_DEFERRED;
         }
     }
-    while (s->out && n < length) {
-        pt_buf_t *b = s->out;
-        size_t sz = pt_buf_size(b), take = length - n < sz ? length - n : sz;
-        memcpy(buf + n, b->pos, take);
-        b->pos += take;
-        n += take;
-        s->out_bytes -= take;
-        if (pt_buf_size(b) == 0) {
-            s->out = b->next;
+    if (n == s->out_bytes && s->last_queued) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    } else if (n == 0) {
+        s->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    if (n)
+        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    return (ssize_t) n;
+}
+
+static pt_buf_t *out_room(h2_conn_t *h2c, size_t need);
+
+static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *src, void *user)
+{
+    h2_conn_t *h2c = user;
+    h2_stream_t *s = src->ptr;
+    size_t pad = frame->data.padlen, need = FRAME_HDLEN + pad + length;
+    pt_buf_t *b = h2c->out && pt_buf_size(h2c->out) >= OUT_FLUSH_AT ? NULL
+                  : out_room(h2c, need);
+
+    if (b == NULL) {
+        if (h2c->out_failed)
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        h2c->want_room = 1;          /* h2_flush writes, then asks again */
+        return NGHTTP2_ERR_WOULDBLOCK;
+    }
+    if (length > s->out_bytes)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;     /* cannot happen */
+    memcpy(b->last, framehd, FRAME_HDLEN);
+    b->last += FRAME_HDLEN;
+    if (pad)
+        *b->last++ = (uint8_t) (pad - 1);
+    for (size_t n = length; n;) {
+        pt_buf_t *q = s->out;
+        size_t sz = pt_buf_size(q), take = n < sz ? n : sz;
+        memcpy(b->last, q->pos, take);
+        b->last += take;
+        q->pos += take;
+        n -= take;
+        if (pt_buf_size(q) == 0) {
+            s->out = q->next;
             if (s->out == NULL)
                 s->out_last = &s->out;
-            pt_buf_put(b);
+            pt_buf_put(q);
         }
     }
-    if (s->r)
-        s->r->bytes_sent += (int64_t) n;
-    if (n && s->r) {
+    if (pad > 1) {
+        memset(b->last, 0, pad - 1);
+        b->last += pad - 1;
+    }
+    s->out_bytes -= length;
+    s->r->bytes_sent += (int64_t) length;
+    if (length) {
         /* progress: the client takes the response; wait send_timeout again
          * for the rest */
         if (s->out_bytes)
             pt_timer_add(&s->timer, clcf_of(s->r)->send_timeout);
         else if (s->timer.timer_set)
             pt_timer_del(&s->timer);
+        /* the queue moved: let the producer go on (it may wait on pending()
+         * rather than on a PT_AGAIN from send_body) */
+        if (s->blocked || s->out_bytes < (size_t) h2c->conf->chunk_size * 2) {
+            s->blocked = 0;
+            wake(s, 0, 1);
+        }
     }
-    if (s->out == NULL && s->last_queued) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-    } else if (n == 0) {
-        s->deferred = 1;
-        return NGHTTP2_ERR_DEFERRED;
-    }
-    /* the queue moved: let the producer go on (it may wait on pending()
-     * rather than on a PT_AGAIN from send_body) */
-    if (n && (s->blocked || s->out_bytes < (size_t) s->h2c->conf->chunk_size * 2)) {
-        s->blocked = 0;
-        wake(s, 0, 1);
-    }
-    return (ssize_t) n;
+    return 0;
 }
 
 static ssize_t read_length_cb(nghttp2_session *ng, uint8_t frame_type, int32_t id,
@@ -528,9 +629,12 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
 
-    char *n = pt_pnalloc(r->pool, namelen + 1), *v = pt_pnalloc(r->pool, valuelen + 1);
-    if (n == NULL || v == NULL)
+    /* name and value in one allocation (nghttp2's copies last only
+     * during the callback) */
+    char *n = pt_pnalloc(r->pool, namelen + valuelen + 2), *v;
+    if (n == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    v = n + namelen + 1;
     memcpy(n, name, namelen);
     n[namelen] = '\0';
     memcpy(v, value, valuelen);
@@ -917,7 +1021,6 @@ static int h2_send_header(pt_http_request_t *r)
     pt_http_core_loc_conf_t *clcf = clcf_of(r);
     nghttp2_nv *nva;
     size_t n = 0, cap;
-    char status[4], clen[24], lm[40];
     int st = ho->status;
 
     if (h2c == NULL || s->closed || r->aborted)
@@ -940,34 +1043,43 @@ static int h2_send_header(pt_http_request_t *r)
         ho->last_modified_time = -1;
 
     cap = 8 + ho->list.nelts;
-    nva = pt_palloc(r->pool, sizeof(*nva) * cap);
+    nva = pt_palloc(r->pool, sizeof(*nva) * cap + 64);
     if (nva == NULL)
         return PT_ERROR;
-#define NV(nm, nl, vl, vlen) do { nva[n].name = (uint8_t *) (nm); nva[n].namelen = (nl); \
-        nva[n].value = (uint8_t *) (vl); nva[n].valuelen = (vlen); nva[n].flags = 0; n++; } while (0)
+    /* status and content-length are formatted into the same allocation:
+     * the request pool outlives the HEADERS frame (nghttp2 serializes it
+     * before the stream can close, and the pool goes only after that), so
+     * nghttp2 need not copy them, nor the static names, server and the
+     * cached date (a static buffer of fixed length). Other values come from
+     * elsewhere and are copied (and their names lower-cased) by nghttp2. */
+    char *status = (char *) (nva + cap), *clen = status + 4, *lm = clen + 24;
+#define NVF(nm, nl, vl, vlen, fl) do { nva[n].name = (uint8_t *) (nm); nva[n].namelen = (nl); \
+        nva[n].value = (uint8_t *) (vl); nva[n].valuelen = (vlen); nva[n].flags = (fl); n++; } while (0)
+#define OWN (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+#define LIT NGHTTP2_NV_FLAG_NO_COPY_NAME
     status[0] = (char) ('0' + st / 100 % 10);
     status[1] = (char) ('0' + st / 10 % 10);
     status[2] = (char) ('0' + st % 10);
-    NV(":status", 7, status, 3);
+    NVF(":status", 7, status, 3, OWN);
     if (ho->server)
-        NV("server", 6, ho->server->value.data, ho->server->value.len);
+        NVF("server", 6, ho->server->value.data, ho->server->value.len, LIT);
     else if (clcf->server_tokens == PT_HTTP_SERVER_TOKENS_OFF)
-        NV("server", 6, "portico", 7);
+        NVF("server", 6, "portico", 7, OWN);
     else
-        NV("server", 6, "portico/" PT_VERSION, sizeof("portico/" PT_VERSION) - 1);
+        NVF("server", 6, "portico/" PT_VERSION, sizeof("portico/" PT_VERSION) - 1, OWN);
     if (ho->date)
-        NV("date", 4, ho->date->value.data, ho->date->value.len);
+        NVF("date", 4, ho->date->value.data, ho->date->value.len, LIT);
     else
-        NV("date", 4, pt_cached_http_time.data, pt_cached_http_time.len);
+        NVF("date", 4, pt_cached_http_time.data, pt_cached_http_time.len, OWN);
     if (ho->content_type.len)
-        NV("content-type", 12, ho->content_type.data, ho->content_type.len);
+        NVF("content-type", 12, ho->content_type.data, ho->content_type.len, LIT);
     if (ho->content_length_n >= 0) {
         char *e = pt_http_format_int(clen, ho->content_length_n);
-        NV("content-length", 14, clen, (size_t) (e - clen));
+        NVF("content-length", 14, clen, (size_t) (e - clen), OWN);
     }
     if (ho->last_modified_time != -1) {
         size_t l = pt_http_time(lm, ho->last_modified_time);
-        NV("last-modified", 13, lm, l);
+        NVF("last-modified", 13, lm, l, OWN);
     }
     if (ho->location) {
         pt_str_t v = ho->location->value;
@@ -999,7 +1111,7 @@ static int h2_send_header(pt_http_request_t *r)
             v.data = p;
             v.len = (size_t) k + v.len;
         }
-        NV("location", 8, v.data, v.len);
+        NVF("location", 8, v.data, v.len, LIT);
     }
     {
         const pt_http_header_t *hl = ho->list.elts;
@@ -1016,14 +1128,13 @@ static int h2_send_header(pt_http_request_t *r)
                 || pt_str_caseeq_lit(&x->name, "transfer-encoding")
                 || pt_str_caseeq_lit(&x->name, "upgrade"))
                 continue;
-            char *low = pt_pnalloc(r->pool, x->name.len);
-            if (low == NULL)
-                return PT_ERROR;
-            pt_strlow(low, x->name.data, x->name.len);
-            NV(low, x->name.len, x->value.data, x->value.len);
+            /* nghttp2's copy lower-cases the name */
+            NVF(x->name.data, x->name.len, x->value.data, x->value.len, 0);
         }
     }
-#undef NV
+#undef NVF
+#undef OWN
+#undef LIT
     nghttp2_data_provider prd, *pp = NULL;
     if (!r->header_only) {
         prd.source.ptr = s;
@@ -1073,8 +1184,13 @@ static int h2_send_body(pt_http_request_t *r, pt_buf_t *chain)
     }
     if (!h2c->in_recv && !h2c->done_ev.posted)
         pt_event_post(&h2c->done_ev);
-    if (s->out_bytes && !s->timer.timer_set)
-        pt_timer_add(&s->timer, clcf_of(r)->send_timeout);
+    if (s->out_bytes && !s->timer.timer_set && !s->tpend) {
+        /* send_timeout runs only for a body still queued after the flush
+         * (most responses leave at once: no timer to add and delete) */
+        s->tpend = 1;
+        s->tpend_next = h2c->tpend;
+        h2c->tpend = s;
+    }
     if (s->out_bytes > (size_t) h2c->conf->chunk_size * 4 && s->out_bytes > 65536) {
         s->blocked = 1;
         return PT_AGAIN;
@@ -1238,6 +1354,62 @@ static int write_out(h2_conn_t *h2c)
     return 0;
 }
 
+/* The output buffer with room for need more bytes (compacted, or a bigger
+ * one when it is empty and too small); NULL when the bytes gathered must be
+ * written first, or when no buffer could be had (h2c->out_failed). */
+static pt_buf_t *out_room(h2_conn_t *h2c, size_t need)
+{
+    pt_buf_t *b = h2c->out;
+
+    if (b == NULL) {
+        b = h2c->out = pt_buf_get(need > OUT_SIZE ? need : OUT_SIZE);
+        if (b == NULL)
+            h2c->out_failed = 1;
+        return b;
+    }
+    if (pt_buf_room(b) >= need)
+        return b;
+    size_t have = pt_buf_size(b);
+    if (b->pos != b->start) {
+        memmove(b->start, b->pos, have);
+        b->pos = b->start;
+        b->last = b->start + have;
+        if (pt_buf_room(b) >= need)
+            return b;
+    }
+    if (have)
+        return NULL;
+    pt_buf_put(b);
+    b = h2c->out = pt_buf_get(need);
+    if (b == NULL)
+        h2c->out_failed = 1;
+    return b;
+}
+
+/* A bigger output buffer holding the bytes not yet written and room for
+ * need more. */
+static pt_buf_t *out_grow(h2_conn_t *h2c, size_t need)
+{
+    pt_buf_t *o = h2c->out;
+    size_t have = o ? pt_buf_size(o) : 0;
+    pt_buf_t *b = pt_buf_get(have + need > OUT_SIZE ? have + need : OUT_SIZE);
+
+    if (b == NULL) {
+        h2c->out_failed = 1;
+        return NULL;
+    }
+    if (o) {
+        memcpy(b->last, o->pos, have);
+        b->last += have;
+        pt_buf_put(o);
+    }
+    h2c->out = b;
+    return b;
+}
+
+/* Gathers nghttp2's output (frames from mem_send; DATA frames straight
+ * from send_data_cb) into one buffer and writes it, one SSL_write per
+ * OUT_FLUSH_AT..OUT_SIZE bytes, until all is out or the socket is full. */
 static void h2_flush(h2_conn_t *h2c)
 {
     pt_conn_t *c = h2c->c;
@@ -1256,58 +1428,41 @@ static void h2_flush(h2_conn_t *h2c)
                           h2c->srv->ctx->loc_conf[pt_http_core_module.index])->send_timeout);
             return;
         }
-        /* gather frames up to OUT_FLUSH_AT, then write */
+        /* gather frames up to OUT_FLUSH_AT (or until the buffer is full),
+         * then write */
         for (;;) {
             const uint8_t *data;
+            h2c->want_room = 0;
             ssize_t n = nghttp2_session_mem_send(h2c->ng, &data);
-            if (n < 0) {
+            if (n < 0 || h2c->out_failed) {
                 pt_log_error(PT_LOG_INFO, &c->log, 0, "nghttp2_session_mem_send() failed: %s",
-                             nghttp2_strerror((int) n));
+                             h2c->out_failed ? "no buffer" : nghttp2_strerror((int) n));
                 h2c->closing = 1;
                 h2_close(h2c);
                 return;
             }
             if (n == 0)
-                break;
-            if (h2c->out == NULL) {
-                h2c->out = pt_buf_get(OUT_SIZE);
-                if (h2c->out == NULL) {
+                break;           /* all gathered, or want_room: write first */
+            pt_buf_t *b = out_room(h2c, (size_t) n);
+            if (b == NULL) {
+                if (h2c->out_failed) {
                     h2_close(h2c);
                     return;
                 }
-            }
-            pt_buf_t *b = h2c->out;
-            if (pt_buf_room(b) < (size_t) n) {
-                /* compact, or write straight through when still too big */
-                size_t have = pt_buf_size(b);
-                memmove(b->start, b->pos, have);
-                b->pos = b->start;
-                b->last = b->start + have;
-                if (pt_buf_room(b) < (size_t) n) {
-                    int w = write_out(h2c);
-                    if (w < 0) {
-                        h2_close(h2c);
-                        return;
-                    }
-                    if (h2c->out == NULL) {
-                        h2c->out = pt_buf_get((size_t) n > OUT_SIZE ? (size_t) n : OUT_SIZE);
-                        if (h2c->out == NULL) {
-                            h2_close(h2c);
-                            return;
-                        }
-                    }
-                    b = h2c->out;
-                    if (pt_buf_room(b) < (size_t) n) {
-                        size_t have2 = pt_buf_size(b);
-                        memmove(b->start, b->pos, have2);
-                        b->pos = b->start;
-                        b->last = b->start + have2;
-                    }
-                    if (pt_buf_room(b) < (size_t) n) {
-                        /* cannot happen with OUT_SIZE > one frame; be safe */
-                        h2_close(h2c);
-                        return;
-                    }
+                /* write what is gathered (the frame stays in nghttp2's
+                 * buffer until the next mem_send), then take it; when
+                 * the socket is full, in a bigger buffer */
+                int w = write_out(h2c);
+                if (w < 0) {
+                    h2_close(h2c);
+                    return;
+                }
+                b = out_room(h2c, (size_t) n);
+                if (b == NULL)
+                    b = out_grow(h2c, (size_t) n);
+                if (b == NULL) {
+                    h2_close(h2c);
+                    return;
                 }
             }
             memcpy(b->last, data, (size_t) n);
@@ -1336,6 +1491,9 @@ static void h2_close(h2_conn_t *h2c)
         return;
     h2c->dead = 1;
     stat_set(h2c, 0);
+    for (s = h2c->tpend; s; s = s->tpend_next)
+        s->tpend = 0;
+    h2c->tpend = NULL;
     if (h2c->done_ev.posted)
         pt_event_unpost(&h2c->done_ev);
     /* requests still running end now (their cleanups run) */
@@ -1377,6 +1535,19 @@ static void h2_close(h2_conn_t *h2c)
         free(h2c);
 }
 
+/* Streams whose body is still queued after the flush wait send_timeout
+ * for the client to take it (data_read_cb re-arms it on progress). */
+static void arm_send_timers(h2_conn_t *h2c)
+{
+    h2_stream_t *s = h2c->tpend;
+    h2c->tpend = NULL;
+    for (; s; s = s->tpend_next) {
+        s->tpend = 0;
+        if (s->out_bytes && !s->closed && !s->timer.timer_set)
+            pt_timer_add(&s->timer, clcf_of(s->r)->send_timeout);
+    }
+}
+
 /* After any activity: start new streams, write, decide about the end. */
 static void h2_check(h2_conn_t *h2c)
 {
@@ -1398,6 +1569,7 @@ static void h2_check(h2_conn_t *h2c)
     h2_flush(h2c);
     if (h2c->dead)
         return;
+    arm_send_timers(h2c);
     if (!nghttp2_session_want_read(h2c->ng) && !nghttp2_session_want_write(h2c->ng)
         && (h2c->out == NULL)) {
         h2_close(h2c);
@@ -1493,16 +1665,14 @@ static void on_read(pt_event_t *ev)
                 h2_close(h2c);
             return;
         }
-        start_streams(h2c);
-        if (h2c->dead)
-            return;
-        h2_flush(h2c);
-        if (h2c->dead)
-            return;
         if (h2c->out)      /* the peer does not read: stop reading too */
             break;
     }
-    h2_check(h2c);
+    /* new streams start after this batch of events (posted): responses
+     * that came in the same batch release their upstream connections
+     * first, and all the output is written at once */
+    if (!h2c->done_ev.posted)
+        pt_event_post(&h2c->done_ev);
 }
 
 static void on_write(pt_event_t *ev)
@@ -1557,12 +1727,17 @@ static void h2_start(pt_conn_t *c, const uint8_t *preread, size_t len)
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
     nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
     nghttp2_session_callbacks_set_data_source_read_length_callback(cb, read_length_cb);
+    nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
 
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, 1000);           /* PING/SETTINGS floods */
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    /* no RFC 7540 priority tree (deprecated by RFC 9113): streams are
+     * served round robin by RFC 9218 urgency, and closed streams are not
+     * kept around for the tree */
+    nghttp2_option_set_no_closed_streams(opt, 1);
     /* rapid reset: a burst of max_concurrent_streams, then 50 per second */
     nghttp2_option_set_stream_reset_rate_limit(opt, (uint64_t) h2c->conf->max_concurrent_streams
                                                     + 100, 50);
@@ -1580,8 +1755,9 @@ static void h2_start(pt_conn_t *c, const uint8_t *preread, size_t len)
             { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t) h2c->conf->max_concurrent_streams },
             { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t) h2c->conf->body_preread_size },
             { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t) limit },
+            { NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 },
         };
-        if (nghttp2_submit_settings(h2c->ng, NGHTTP2_FLAG_NONE, iv, 3) != 0)
+        if (nghttp2_submit_settings(h2c->ng, NGHTTP2_FLAG_NONE, iv, 4) != 0)
             goto fail;
         /* a large connection window: per-stream windows do the limiting */
         nghttp2_session_set_local_window_size(h2c->ng, NGHTTP2_FLAG_NONE, 0, 16 * 1024 * 1024);

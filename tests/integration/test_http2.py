@@ -97,6 +97,7 @@ class H2Client:
         self.reset = {}
         self.goaway = None
         self.closed = False
+        self.max_frame = 0
 
     def flush(self):
         out = self.conn.data_to_send()
@@ -116,6 +117,21 @@ class H2Client:
             self.closed = True
         return sid
 
+    def _receive(self, b):
+        """Feeds python-h2 one frame at a time: it treats any GOAWAY as the
+        end of the connection and raises on a DATA frame that followed a
+        graceful one in the same read (pump reopens it after the event)."""
+        self.inbuf = getattr(self, "inbuf", b"") + b
+        while len(self.inbuf) >= 9:
+            n = 9 + int.from_bytes(self.inbuf[:3], "big")
+            if len(self.inbuf) < n:
+                break
+            frame, self.inbuf = self.inbuf[:n], self.inbuf[n:]
+            for ev in self.conn.receive_data(frame):
+                if isinstance(ev, h2.events.ConnectionTerminated) and ev.error_code == 0:
+                    self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+                yield ev
+
     def pump(self, until, timeout=10, ack=True):
         deadline = time.monotonic() + timeout
         while not until() and time.monotonic() < deadline and not self.closed:
@@ -130,11 +146,12 @@ class H2Client:
             if not b:
                 self.closed = True
                 break
-            for ev in self.conn.receive_data(b):
+            for ev in self._receive(b):
                 if isinstance(ev, h2.events.ResponseReceived):
                     self.headers[ev.stream_id] = dict(ev.headers)
                 elif isinstance(ev, h2.events.DataReceived):
                     self.data.setdefault(ev.stream_id, bytearray()).extend(ev.data)
+                    self.max_frame = max(self.max_frame, len(ev.data))
                     if ack:
                         self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, h2.events.StreamEnded):
@@ -254,6 +271,26 @@ def test_slow_reader_stalls_only_its_stream(portico, cert, files):
     cl.flush()
     assert cl.pump(lambda: big in cl.ended, timeout=30)
     assert bytes(cl.data[big]) == open(os.path.join(files, "big.bin"), "rb").read()
+    cl.sock.close()
+
+
+def test_frames_larger_than_the_output_buffer(portico, cert, files):
+    # DATA frames are written straight from the stream's queue into the
+    # connection's output buffer (64 KiB); a frame larger than that takes a
+    # bigger buffer, interleaved with small streams on the same connection
+    p = portico(conf(cert, files, extra="http2_chunk_size 1m;"))
+    cl = H2Client(tls_h2_sock(p.port), window=16 * 1024 * 1024)
+    cl.conn.update_settings({h2.settings.SettingCodes.MAX_FRAME_SIZE: 4 * 1024 * 1024})
+    cl.conn.increment_flow_control_window(256 * 1024 * 1024)
+    cl.flush()
+    big = [cl.request("/files/big.bin") for _ in range(3)]
+    small = [cl.request("/files/small.txt") for _ in range(20)]
+    assert cl.pump(lambda: all(x in cl.ended for x in big + small), timeout=60)
+    want = open(os.path.join(files, "big.bin"), "rb").read()
+    assert all(bytes(cl.data[x]) == want for x in big)
+    assert all(bytes(cl.data[x]) == b"small\n" for x in small)
+    assert not cl.reset
+    assert cl.max_frame > 64 * 1024, cl.max_frame
     cl.sock.close()
 
 
