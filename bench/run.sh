@@ -9,7 +9,7 @@
 #
 # Environment: BENCH_SECONDS (6), BENCH_REPS (3), BENCH_BIG_MB (1024),
 # BENCH_IDLE_CONNS (10000), BENCH_PORT_BASE (29100), PORTICO_BIN (build/portico),
-# BENCH_UPSTREAM_KEEPALIVE (64: `keepalive N` of the nginx/Portico upstream; experiments only),
+# BENCH_UPSTREAM_KEEPALIVE (512: `keepalive N` of the nginx/Portico upstream, sized to the h2 scenario's 500 streams),
 # BENCH_KEEP=1 keeps the temporary prefixes (configs, error logs).
 #
 # `make bench` = `bash bench/run.sh all` (writes bench/RESULTS.md);
