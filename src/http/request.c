@@ -488,6 +488,7 @@ int pt_http_internal_redirect(pt_http_request_t *r, const pt_str_t *uri, const p
     r->loc_conf = cscf->ctx->loc_conf;
     r->internal = 1;
     r->uri_changed = 0;
+    r->uri_rewritten_here = 0;
     r->phase_handler = (int) core_main_conf(r)->server_rewrite_index;
 
     pt_http_core_run_phases(r);
@@ -521,6 +522,7 @@ int pt_http_named_location(pt_http_request_t *r, const pt_str_t *name)
         r->keepalive = 0;
     r->internal = 1;
     r->uri_changed = 0;
+    r->uri_rewritten_here = 0;
     r->phase_handler = (int) core_main_conf(r)->location_rewrite_index;
 
     pt_http_core_run_phases(r);

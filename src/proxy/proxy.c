@@ -345,13 +345,16 @@ static int build_uri(pt_http_request_t *r, proxy_loc_conf_t *plcf, proxy_target_
         *out = r->unparsed_uri;
         return 0;
     }
+    /* after `rewrite ... break` in this location the changed URI goes whole,
+     * without the proxy_pass URI part */
+    int with_uri = t->has_uri && !r->uri_rewritten_here;
     size_t loc_len = 0;
-    if (t->has_uri && !plcf->location_regex && plcf->location.len <= r->uri.len
+    if (with_uri && !plcf->location_regex && plcf->location.len <= r->uri.len
         && memcmp(r->uri.data, plcf->location.data, plcf->location.len) == 0)
         loc_len = plcf->location.len;
     const char *rest = r->uri.data + loc_len;
     size_t rest_len = r->uri.len - loc_len;
-    size_t prefix_len = t->has_uri ? t->uri.len : 0;
+    size_t prefix_len = with_uri ? t->uri.len : 0;
     size_t len = prefix_len + escape_len(rest, rest_len) + (r->args.len ? r->args.len + 1 : 0);
     char *p = pt_pnalloc(r->pool, len ? len : 1), *q = p;
     if (p == NULL)

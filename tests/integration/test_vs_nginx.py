@@ -1292,12 +1292,6 @@ DIFFS = {
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
-    ("proxy_pass_uri", "/rw/one?k=v"): (
-        "xfail", "src/proxy/proxy.c build_uri(): after `rewrite ... break` in a location "
-        "whose proxy_pass has a URI part, nginx sends the rewritten URI whole "
-        "(GET /rewritten/one?k=v); Portico prepends the proxy_pass URI and keeps the "
-        "location prefix logic (GET /x//rewritten/one?k=v). Needs nginx's valid_location "
-        "flag: cleared when rewrite changes the URI in the location"),
     ("proxy_pass_uri", "put-empty-body"): (
         "xfail", "src/proxy/proxy.c create_request(): a PUT/POST with Content-Length: 0 "
         "goes upstream without Content-Length (nginx sends Content-Length: 0; some "
