@@ -433,6 +433,11 @@ static int create_request(pt_upstream_t *u)
             len += sizeof("Content-Length: \r\n") - 1 + (size_t) cl_len;
         }
     }
+    /* a client's "Content-Length: 0" goes on (a PUT/POST without it may get 411) */
+    int cl_zero = u->body_mode == PT_UPSTREAM_BODY_NONE && plcf->pass_request_body
+                  && r->headers_in.content_length && r->headers_in.content_length_n == 0;
+    if (cl_zero)
+        len += sizeof("Content-Length: 0\r\n") - 1;
 
     pt_http_header_t *hin = r->headers_in.list.elts;
     size_t nin = plcf->pass_request_headers ? r->headers_in.list.nelts : 0;
@@ -492,6 +497,9 @@ static int create_request(pt_upstream_t *u)
             memcpy(q, "Transfer-Encoding: chunked\r\n", 28);
             q += 28;
         }
+    } else if (cl_zero) {
+        memcpy(q, "Content-Length: 0\r\n", 19);
+        q += 19;
     }
     for (size_t i = 0; i < nin; i++) {
         if (skip[i])

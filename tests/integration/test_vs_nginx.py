@@ -1292,10 +1292,6 @@ DIFFS = {
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
-    ("proxy_pass_uri", "put-empty-body"): (
-        "xfail", "src/proxy/proxy.c create_request(): a PUT/POST with Content-Length: 0 "
-        "goes upstream without Content-Length (nginx sends Content-Length: 0; some "
-        "frameworks answer 411 to a body-less PUT/POST without it)"),
     ("add_header", "trace-method"): (
         "xfail", "src/http/h1_conn.c (request head checks, where CONNECT gets 405): nginx "
         "answers TRACE with 405 before any location; Portico serves it (200)"),
