@@ -273,23 +273,32 @@ static int has_token(const pt_str_t *v, const char *tok)
     return in_connection_tokens(v, &t);
 }
 
-static size_t escape_len(const char *p, size_t n)
+/* Bytes escaped in a URI sent upstream. Full (nginx's rule when the client's
+ * path had %-escapes or after an internal redirect): controls, space, '#',
+ * '%', '?', DEL and bytes >= 0x80. Otherwise the client's raw bytes (UTF-8,
+ * quotes) go as received; only what would break the request line is escaped. */
+static int needs_escape(unsigned char ch, int full)
+{
+    if (ch <= 0x20 || ch == 0x7f || ch == '#' || ch == '?')
+        return 1;
+    return full && (ch >= 0x80 || ch == '%');
+}
+
+static size_t escape_len(const char *p, size_t n, int full)
 {
     size_t extra = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char) p[i];
-        if (ch <= 0x20 || ch >= 0x7f || ch == '#' || ch == '%' || ch == '?' || ch == '"')
+    for (size_t i = 0; i < n; i++)
+        if (needs_escape((unsigned char) p[i], full))
             extra += 2;
-    }
     return n + extra;
 }
 
-static char *escape_copy(char *out, const char *p, size_t n)
+static char *escape_copy(char *out, const char *p, size_t n, int full)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char) p[i];
-        if (ch <= 0x20 || ch >= 0x7f || ch == '#' || ch == '%' || ch == '?' || ch == '"') {
+        if (needs_escape(ch, full)) {
             *out++ = '%';
             *out++ = hex[ch >> 4];
             *out++ = hex[ch & 15];
@@ -355,7 +364,16 @@ static int build_uri(pt_http_request_t *r, proxy_loc_conf_t *plcf, proxy_target_
     const char *rest = r->uri.data + loc_len;
     size_t rest_len = r->uri.len - loc_len;
     size_t prefix_len = with_uri ? t->uri.len : 0;
-    size_t len = prefix_len + escape_len(rest, rest_len) + (r->args.len ? r->args.len + 1 : 0);
+    /* nginx escapes only when the client's path had %-escapes or the URI
+     * was changed internally */
+    const char *raw = r->unparsed_uri.data;
+    size_t raw_len = r->unparsed_uri.len;
+    const char *qm = raw_len ? memchr(raw, '?', raw_len) : NULL;
+    if (qm)
+        raw_len = (size_t) (qm - raw);
+    int full = r->internal || (raw_len && memchr(raw, '%', raw_len) != NULL);
+    size_t len = prefix_len + escape_len(rest, rest_len, full)
+                 + (r->args.len ? r->args.len + 1 : 0);
     char *p = pt_pnalloc(r->pool, len ? len : 1), *q = p;
     if (p == NULL)
         return -1;
@@ -363,7 +381,7 @@ static int build_uri(pt_http_request_t *r, proxy_loc_conf_t *plcf, proxy_target_
         memcpy(q, t->uri.data, prefix_len);
         q += prefix_len;
     }
-    q = escape_copy(q, rest, rest_len);
+    q = escape_copy(q, rest, rest_len, full);
     if (r->args.len) {
         *q++ = '?';
         memcpy(q, r->args.data, r->args.len);

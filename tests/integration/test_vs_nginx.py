@@ -1310,13 +1310,6 @@ DIFFS = {
     ("uri_normalisation", "q-fragment"): (
         "xfail", "src/http/h1_parse.c: a '#' in the query ends it in nginx ($args b=1, "
         "upstream /q/a?b=1); Portico keeps '#f' in $args and sends it upstream"),
-    ("uri_normalisation", "q-utf8"): (
-        "xfail", "src/proxy/proxy.c build_uri()/escape_copy(): nginx escapes the URI it "
-        "sends upstream only when the client's URI had %-escapes or after an internal "
-        "redirect; Portico always escapes bytes >= 0x7f (caf%C3%A9 instead of raw UTF-8)"),
-    ("uri_normalisation", "q-quotes"): (
-        "xfail", "src/proxy/proxy.c escape_copy(): as q-utf8, '\"' becomes %22 where "
-        "nginx sends it raw"),
 }
 DIFFS[("misc_semantics", "/ls-exact/")] = (
     "xfail", "src/modules/autoindex.c entry line: with autoindex_exact_size off nginx "
