@@ -162,6 +162,9 @@ static const char *parse_url(const pt_str_t *url, pt_str_t *host, in_port_t *por
 
 /* Fills a target from a URL; group lookup/creation at config time (cf) or
  * among the existing groups at request time (cf == NULL, umcf given). */
+/* the one target_init() error that is not an invalid URL (502, not 500) */
+static const char no_resolver_err[] = "no resolver defined to resolve";
+
 static const char *target_init(pt_pool_t *pool, pt_conf_t *cf, pt_upstream_main_conf_t *umcf,
                                const pt_str_t *url, proxy_target_t *t)
 {
@@ -218,7 +221,7 @@ static const char *target_init(pt_pool_t *pool, pt_conf_t *cf, pt_upstream_main_
     t->group = pt_upstream_group_literal(pool, &host, port);
     if (t->group)
         return NULL;
-    return "no resolver defined to resolve";
+    return no_resolver_err;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -790,7 +793,7 @@ static int proxy_handler(pt_http_request_t *r)
         if (err) {
             pt_log_error(PT_LOG_ERR, &r->connection->log, 0, "%s \"%.*s\"", err,
                          (int) url.len, url.data);
-            return 502;
+            return err == no_resolver_err ? 502 : 500;   /* an invalid URL is 500 (nginx) */
         }
         ctx->target = t;
     } else {

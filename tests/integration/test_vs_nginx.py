@@ -1315,11 +1315,6 @@ DIFFS[("misc_semantics", "/ls-exact/")] = (
     "xfail", "src/modules/autoindex.c entry line: with autoindex_exact_size off nginx "
     "writes a directory's size as 6 spaces + '-' and a file's as ' %6d' under 10000 "
     "bytes, else '%6d' + K/M/G (rounded half up); Portico keeps the 19-wide column")
-for _seed_case in ("/x?q=1@example.com", "xff-chain", "head", "post", "unknown-host",
-                   "upgrade", "http10"):
-    DIFFS[("seed:seed2_part9", _seed_case)] = (
-        "xfail", "src/proxy/proxy.c: proxy_pass http://$arg_target with an empty target "
-        "(the guide's DANGEROUS example) is 500 in nginx (invalid URL), 502 in Portico")
 
 
 def _params():
