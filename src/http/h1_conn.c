@@ -1092,6 +1092,10 @@ static int process_headers(h1_conn_t *h, pt_h1_request_t *preq)
         pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent CONNECT method");
         return 405;
     }
+    if (r->method == PT_HTTP_TRACE) {      /* never echoed back (nginx: 405) */
+        pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent TRACE method");
+        return 405;
+    }
     return 0;
 }
 

@@ -777,6 +777,10 @@ static int build_request(h2_stream_t *s)
         pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent CONNECT method");
         return 405;
     }
+    if (r->method == PT_HTTP_TRACE) {      /* never echoed back (nginx: 405) */
+        pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent TRACE method");
+        return 405;
+    }
     if (s->path.data[0] != '/') {
         pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent invalid :path");
         return 400;

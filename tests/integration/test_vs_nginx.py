@@ -1292,11 +1292,6 @@ DIFFS = {
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
-    ("add_header", "trace-method"): (
-        "xfail", "src/http/h1_conn.c (request head checks, where CONNECT gets 405): nginx "
-        "answers TRACE with 405 before any location; Portico serves it (200)"),
-    ("bad_requests", "trace"): (
-        "xfail", "src/http/h1_conn.c: TRACE must get 405 (nginx), Portico serves it"),
     ("static_tryfiles", "dir-redirect-http10-nohost"): (
         "xfail", "src/http/h1_conn.c header serialiser (absolute_redirect): with no Host "
         "and server_name_in_redirect off, nginx uses the local address "
