@@ -1310,9 +1310,7 @@ static int h1_send_header(pt_http_request_t *r)
             host = cscf->server_name;
         } else if (r->headers_in.server.len) {
             host = r->headers_in.server;
-        } else if (cscf->server_name.len) {
-            host = cscf->server_name;
-        } else {
+        } else {                /* no Host: the local address (nginx) */
             host.data = (char *) local_host_text(c, hostbuf, sizeof(hostbuf), &host.len);
         }
         if (host.len > 256)

@@ -1292,13 +1292,6 @@ DIFFS = {
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
-    ("static_tryfiles", "dir-redirect-http10-nohost"): (
-        "xfail", "src/http/h1_conn.c header serialiser (absolute_redirect): with no Host "
-        "and server_name_in_redirect off, nginx uses the local address "
-        "(http://127.0.0.1:PORT/dir/); Portico uses the server_name (the extra "
-        "`else if (cscf->server_name.len)` branch; h2_conn.c has the same)"),
-    ("redirects", "dir-http10-nohost"): (
-        "xfail", "src/http/h1_conn.c: as static_tryfiles|dir-redirect-http10-nohost"),
     ("server_names", "host-bad-port"): (
         "xfail", "src/http/request.c pt_http_validate_host(): nginx accepts any port text "
         "after ':' (Host: example.com:abc selects example.com); Portico answers 400"),
