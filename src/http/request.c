@@ -129,7 +129,13 @@ int pt_http_validate_host(pt_str_t *host, pt_pool_t *pool)
             break;
 
         case S_PORT:
-            if (ch < '0' || ch > '9')
+            /* nginx takes any text after ':' (only the name part is used:
+             * $host, server_name); still no byte that could split or
+             * confuse a header, a path or a log line */
+            if (ch <= 0x20 || ch == 0x7f || ch == '/' || ch == '\\' || ch == '"'
+                || ch == '<' || ch == '>' || ch == '@' || ch == '#' || ch == '?'
+                || ch == '^' || ch == '`' || ch == '{' || ch == '|' || ch == '}'
+                || ch == '[' || ch == ']')
                 return -1;
             break;
         }

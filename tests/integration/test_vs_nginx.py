@@ -1292,9 +1292,6 @@ DIFFS = {
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
-    ("server_names", "host-bad-port"): (
-        "xfail", "src/http/request.c pt_http_validate_host(): nginx accepts any port text "
-        "after ':' (Host: example.com:abc selects example.com); Portico answers 400"),
     ("uri_normalisation", "q-fragment"): (
         "xfail", "src/http/h1_parse.c: a '#' in the query ends it in nginx ($args b=1, "
         "upstream /q/a?b=1); Portico keeps '#f' in $args and sends it upstream"),
