@@ -1292,9 +1292,6 @@ DIFFS = {
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
-    ("uri_normalisation", "q-fragment"): (
-        "xfail", "src/http/h1_parse.c: a '#' in the query ends it in nginx ($args b=1, "
-        "upstream /q/a?b=1); Portico keeps '#f' in $args and sends it upstream"),
 }
 DIFFS[("misc_semantics", "/ls-exact/")] = (
     "xfail", "src/modules/autoindex.c entry line: with autoindex_exact_size off nginx "
