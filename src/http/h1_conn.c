@@ -1105,6 +1105,10 @@ static int process_headers(h1_conn_t *h, pt_h1_request_t *preq)
         pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent CONNECT method");
         return 405;
     }
+    if (r->method == PT_HTTP_TRACE) {      /* never echoed back (nginx: 405) */
+        pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent TRACE method");
+        return 405;
+    }
     return 0;
 }
 
@@ -1319,9 +1323,7 @@ static int h1_send_header(pt_http_request_t *r)
             host = cscf->server_name;
         } else if (r->headers_in.server.len) {
             host = r->headers_in.server;
-        } else if (cscf->server_name.len) {
-            host = cscf->server_name;
-        } else {
+        } else {                /* no Host: the local address (nginx) */
             host.data = (char *) local_host_text(c, hostbuf, sizeof(hostbuf), &host.len);
         }
         if (host.len > 256)

@@ -611,11 +611,13 @@ int pt_h1_normalize_uri(const pt_str_t *target, char *out, pt_str_t *uri,
     char *u = out, *seg, *dot;
     int rc;
 
-    /* args: everything after the first '?', undecoded */
+    /* args: after the first '?' up to a '#' (the fragment is dropped, as
+     * nginx), undecoded */
     q = target->len ? memchr(p, '?', target->len) : NULL;
     if (q) {
+        const char *hash = memchr(q + 1, '#', (size_t) (end - q - 1));
         args->data = (char *) q + 1;
-        args->len = (size_t) (end - q - 1);
+        args->len = (size_t) ((hash ? hash : end) - q - 1);
         end = q;
     } else {
         args->data = NULL;

@@ -881,6 +881,10 @@ static int build_request(h2_stream_t *s)
         pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent CONNECT method");
         return 405;
     }
+    if (r->method == PT_HTTP_TRACE) {      /* never echoed back (nginx: 405) */
+        pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent TRACE method");
+        return 405;
+    }
     if (s->path.data[0] != '/') {
         pt_log_error(PT_LOG_INFO, &c->log, 0, "client sent invalid :path");
         return 400;
@@ -1086,10 +1090,23 @@ static int h2_send_header(pt_http_request_t *r)
         if (v.len && v.data[0] == '/' && clcf->absolute_redirect) {
             pt_http_core_srv_conf_t *cscf = r->srv_conf[pt_http_core_module.index];
             pt_str_t host = r->headers_in.server;
-            if (clcf->server_name_in_redirect && cscf->server_name.len)
+            char hostbuf[64];
+            if (clcf->server_name_in_redirect && cscf->server_name.len) {
                 host = cscf->server_name;
-            else if (host.len == 0)
-                host = cscf->server_name;
+            } else if (host.len == 0 && pt_conn_local_addr(r->connection) == 0) {
+                /* no :authority nor Host: the local address (nginx) */
+                const pt_conn_t *lc = r->connection;
+                int v6 = lc->local_sockaddr.sa.sa_family == AF_INET6;
+                size_t hl = pt_sockaddr_text(&lc->local_sockaddr.sa, lc->local_socklen,
+                                             hostbuf + v6, sizeof(hostbuf) - 2, 0);
+                if (v6 && hl) {
+                    hostbuf[0] = '[';
+                    hostbuf[++hl] = ']';
+                    hl++;
+                }
+                host.data = v6 && hl == 0 ? hostbuf + 1 : hostbuf;
+                host.len = hl;
+            }
             char *p = pt_pnalloc(r->pool, v.len + host.len + 16);
             if (p == NULL)
                 return PT_ERROR;

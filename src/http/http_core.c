@@ -2059,6 +2059,7 @@ pt_http_addr_conf_t *pt_http_addr_conf_get(pt_conn_t *c)
 int pt_http_core_find_config(pt_http_request_t *r)
 {
     r->uri_changed = 0;
+    r->uri_rewritten_here = 0;
     int rc = pt_http_find_location(r);
     if (rc == PT_ERROR)
         return 500;

@@ -129,7 +129,13 @@ int pt_http_validate_host(pt_str_t *host, pt_pool_t *pool)
             break;
 
         case S_PORT:
-            if (ch < '0' || ch > '9')
+            /* nginx takes any text after ':' (only the name part is used:
+             * $host, server_name); still no byte that could split or
+             * confuse a header, a path or a log line */
+            if (ch <= 0x20 || ch == 0x7f || ch == '/' || ch == '\\' || ch == '"'
+                || ch == '<' || ch == '>' || ch == '@' || ch == '#' || ch == '?'
+                || ch == '^' || ch == '`' || ch == '{' || ch == '|' || ch == '}'
+                || ch == '[' || ch == ']')
                 return -1;
             break;
         }
@@ -488,6 +494,7 @@ int pt_http_internal_redirect(pt_http_request_t *r, const pt_str_t *uri, const p
     r->loc_conf = cscf->ctx->loc_conf;
     r->internal = 1;
     r->uri_changed = 0;
+    r->uri_rewritten_here = 0;
     r->phase_handler = (int) core_main_conf(r)->server_rewrite_index;
 
     pt_http_core_run_phases(r);
@@ -521,6 +528,7 @@ int pt_http_named_location(pt_http_request_t *r, const pt_str_t *name)
         r->keepalive = 0;
     r->internal = 1;
     r->uri_changed = 0;
+    r->uri_rewritten_here = 0;
     r->phase_handler = (int) core_main_conf(r)->location_rewrite_index;
 
     pt_http_core_run_phases(r);

@@ -186,6 +186,8 @@ struct pt_http_request_s {
 
     unsigned                internal:1;    /* after an internal redirect */
     unsigned                uri_changed:1; /* rewrite changed uri: find config again */
+    unsigned                uri_rewritten_here:1; /* `rewrite ... break` changed uri in this
+                                                   * location: proxy_pass drops its URI part */
     unsigned                header_sent:1;
     unsigned                header_only:1; /* HEAD, 204, 304 */
     unsigned                keepalive:1;

@@ -173,22 +173,33 @@ static void html_entry(out_t *o, const entry_t *e, const autoindex_conf_t *conf)
                      months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min);
     put(o, buf, (size_t) n);
 
-    if (e->dir) {
-        n = snprintf(buf, sizeof(buf), "%19s", "-");
-    } else if (conf->exact_size) {
-        n = snprintf(buf, sizeof(buf), "%19lld", (long long) e->size);
-    } else {
-        static const char units[] = "KMG";
-        double v = (double) e->size;
-        int u = -1;
-        while (v >= 1024 && u < 2) {
-            v /= 1024;
-            u++;
-        }
-        if (u < 0)
-            n = snprintf(buf, sizeof(buf), "%19lld", (long long) e->size);
+    if (conf->exact_size) {
+        if (e->dir)
+            n = snprintf(buf, sizeof(buf), "%19s", "-");
         else
-            n = snprintf(buf, sizeof(buf), "%18.0f%c", v, units[u]);
+            n = snprintf(buf, sizeof(buf), "%19lld", (long long) e->size);
+    } else if (e->dir) {
+        n = snprintf(buf, sizeof(buf), "%7s", "-");
+    } else {
+        /* a 7-wide column (nginx): the bytes up to 9999, else whole K, M or
+         * G rounded half up */
+        long long sz = (long long) e->size;
+        long long unit = 0;
+        char scale = 0;
+        if (sz >= 1024LL * 1024 * 1024) {
+            unit = 1024LL * 1024 * 1024;
+            scale = 'G';
+        } else if (sz >= 1024LL * 1024) {
+            unit = 1024LL * 1024;
+            scale = 'M';
+        } else if (sz > 9999) {
+            unit = 1024;
+            scale = 'K';
+        }
+        if (scale)
+            n = snprintf(buf, sizeof(buf), "%6lld%c", sz / unit + (sz % unit >= unit / 2), scale);
+        else
+            n = snprintf(buf, sizeof(buf), " %6lld", sz);
     }
     put(o, buf, (size_t) n);
     puts_(o, "\r\n");

@@ -314,6 +314,7 @@ static int do_rewrite(pt_http_request_t *r, const rw_op_t *op, rw_loc_conf_t *rl
     set_exten(r);
     if (op->u.rw.flag == FLAG_BREAK) {
         r->uri_changed = 0;
+        r->uri_rewritten_here = 1;
         return 1;
     }
     r->uri_changed = 1;

@@ -162,6 +162,9 @@ static const char *parse_url(const pt_str_t *url, pt_str_t *host, in_port_t *por
 
 /* Fills a target from a URL; group lookup/creation at config time (cf) or
  * among the existing groups at request time (cf == NULL, umcf given). */
+/* the one target_init() error that is not an invalid URL (502, not 500) */
+static const char no_resolver_err[] = "no resolver defined to resolve";
+
 static const char *target_init(pt_pool_t *pool, pt_conf_t *cf, pt_upstream_main_conf_t *umcf,
                                const pt_str_t *url, proxy_target_t *t)
 {
@@ -218,7 +221,7 @@ static const char *target_init(pt_pool_t *pool, pt_conf_t *cf, pt_upstream_main_
     t->group = pt_upstream_group_literal(pool, &host, port);
     if (t->group)
         return NULL;
-    return "no resolver defined to resolve";
+    return no_resolver_err;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -273,23 +276,32 @@ static int has_token(const pt_str_t *v, const char *tok)
     return in_connection_tokens(v, &t);
 }
 
-static size_t escape_len(const char *p, size_t n)
+/* Bytes escaped in a URI sent upstream. Full (nginx's rule when the client's
+ * path had %-escapes or after an internal redirect): controls, space, '#',
+ * '%', '?', DEL and bytes >= 0x80. Otherwise the client's raw bytes (UTF-8,
+ * quotes) go as received; only what would break the request line is escaped. */
+static int needs_escape(unsigned char ch, int full)
+{
+    if (ch <= 0x20 || ch == 0x7f || ch == '#' || ch == '?')
+        return 1;
+    return full && (ch >= 0x80 || ch == '%');
+}
+
+static size_t escape_len(const char *p, size_t n, int full)
 {
     size_t extra = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char) p[i];
-        if (ch <= 0x20 || ch >= 0x7f || ch == '#' || ch == '%' || ch == '?' || ch == '"')
+    for (size_t i = 0; i < n; i++)
+        if (needs_escape((unsigned char) p[i], full))
             extra += 2;
-    }
     return n + extra;
 }
 
-static char *escape_copy(char *out, const char *p, size_t n)
+static char *escape_copy(char *out, const char *p, size_t n, int full)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char) p[i];
-        if (ch <= 0x20 || ch >= 0x7f || ch == '#' || ch == '%' || ch == '?' || ch == '"') {
+        if (needs_escape(ch, full)) {
             *out++ = '%';
             *out++ = hex[ch >> 4];
             *out++ = hex[ch & 15];
@@ -345,14 +357,26 @@ static int build_uri(pt_http_request_t *r, proxy_loc_conf_t *plcf, proxy_target_
         *out = r->unparsed_uri;
         return 0;
     }
+    /* after `rewrite ... break` in this location the changed URI goes whole,
+     * without the proxy_pass URI part */
+    int with_uri = t->has_uri && !r->uri_rewritten_here;
     size_t loc_len = 0;
-    if (t->has_uri && !plcf->location_regex && plcf->location.len <= r->uri.len
+    if (with_uri && !plcf->location_regex && plcf->location.len <= r->uri.len
         && memcmp(r->uri.data, plcf->location.data, plcf->location.len) == 0)
         loc_len = plcf->location.len;
     const char *rest = r->uri.data + loc_len;
     size_t rest_len = r->uri.len - loc_len;
-    size_t prefix_len = t->has_uri ? t->uri.len : 0;
-    size_t len = prefix_len + escape_len(rest, rest_len) + (r->args.len ? r->args.len + 1 : 0);
+    size_t prefix_len = with_uri ? t->uri.len : 0;
+    /* nginx escapes only when the client's path had %-escapes or the URI
+     * was changed internally */
+    const char *raw = r->unparsed_uri.data;
+    size_t raw_len = r->unparsed_uri.len;
+    const char *qm = raw_len ? memchr(raw, '?', raw_len) : NULL;
+    if (qm)
+        raw_len = (size_t) (qm - raw);
+    int full = r->internal || (raw_len && memchr(raw, '%', raw_len) != NULL);
+    size_t len = prefix_len + escape_len(rest, rest_len, full)
+                 + (r->args.len ? r->args.len + 1 : 0);
     char *p = pt_pnalloc(r->pool, len ? len : 1), *q = p;
     if (p == NULL)
         return -1;
@@ -360,7 +384,7 @@ static int build_uri(pt_http_request_t *r, proxy_loc_conf_t *plcf, proxy_target_
         memcpy(q, t->uri.data, prefix_len);
         q += prefix_len;
     }
-    q = escape_copy(q, rest, rest_len);
+    q = escape_copy(q, rest, rest_len, full);
     if (r->args.len) {
         *q++ = '?';
         memcpy(q, r->args.data, r->args.len);
@@ -430,6 +454,11 @@ static int create_request(pt_upstream_t *u)
             len += sizeof("Content-Length: \r\n") - 1 + (size_t) cl_len;
         }
     }
+    /* a client's "Content-Length: 0" goes on (a PUT/POST without it may get 411) */
+    int cl_zero = u->body_mode == PT_UPSTREAM_BODY_NONE && plcf->pass_request_body
+                  && r->headers_in.content_length && r->headers_in.content_length_n == 0;
+    if (cl_zero)
+        len += sizeof("Content-Length: 0\r\n") - 1;
 
     pt_http_header_t *hin = r->headers_in.list.elts;
     size_t nin = plcf->pass_request_headers ? r->headers_in.list.nelts : 0;
@@ -489,6 +518,9 @@ static int create_request(pt_upstream_t *u)
             memcpy(q, "Transfer-Encoding: chunked\r\n", 28);
             q += 28;
         }
+    } else if (cl_zero) {
+        memcpy(q, "Content-Length: 0\r\n", 19);
+        q += 19;
     }
     for (size_t i = 0; i < nin; i++) {
         if (skip[i])
@@ -774,7 +806,7 @@ static int proxy_handler(pt_http_request_t *r)
         if (err) {
             pt_log_error(PT_LOG_ERR, &r->connection->log, 0, "%s \"%.*s\"", err,
                          (int) url.len, url.data);
-            return 502;
+            return err == no_resolver_err ? 502 : 500;   /* an invalid URL is 500 (nginx) */
         }
         ctx->target = t;
     } else {

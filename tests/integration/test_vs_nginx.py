@@ -76,6 +76,11 @@ DOCROOT_FILES = {
     "listing/long-name-" + "n" * 60 + ".txt": "long\n",
     "listing/amp&lt.html": "<p>x</p>\n",
     "listing/sub/x.txt": "x\n",
+    # autoindex_exact_size off: bytes up to 9999, then K/M rounded half up
+    "listing/n9999.bin": "n" * 9999,
+    "listing/k10752.bin": "k" * 10752,
+    "listing/k10751.bin": "k" * 10751,
+    "listing/m1536k.bin": "m" * (1536 * 1024),
 }
 
 
@@ -1292,51 +1297,7 @@ DIFFS = {
     ("server_names", "absolute-form-ftp"): (
         "accepted", "nginx takes any scheme in an absolute-form target; Portico only "
         "http/https (an ftp:// target at an HTTP server is not a real request)"),
-    ("proxy_pass_uri", "/rw/one?k=v"): (
-        "xfail", "src/proxy/proxy.c build_uri(): after `rewrite ... break` in a location "
-        "whose proxy_pass has a URI part, nginx sends the rewritten URI whole "
-        "(GET /rewritten/one?k=v); Portico prepends the proxy_pass URI and keeps the "
-        "location prefix logic (GET /x//rewritten/one?k=v). Needs nginx's valid_location "
-        "flag: cleared when rewrite changes the URI in the location"),
-    ("proxy_pass_uri", "put-empty-body"): (
-        "xfail", "src/proxy/proxy.c create_request(): a PUT/POST with Content-Length: 0 "
-        "goes upstream without Content-Length (nginx sends Content-Length: 0; some "
-        "frameworks answer 411 to a body-less PUT/POST without it)"),
-    ("add_header", "trace-method"): (
-        "xfail", "src/http/h1_conn.c (request head checks, where CONNECT gets 405): nginx "
-        "answers TRACE with 405 before any location; Portico serves it (200)"),
-    ("bad_requests", "trace"): (
-        "xfail", "src/http/h1_conn.c: TRACE must get 405 (nginx), Portico serves it"),
-    ("static_tryfiles", "dir-redirect-http10-nohost"): (
-        "xfail", "src/http/h1_conn.c header serialiser (absolute_redirect): with no Host "
-        "and server_name_in_redirect off, nginx uses the local address "
-        "(http://127.0.0.1:PORT/dir/); Portico uses the server_name (the extra "
-        "`else if (cscf->server_name.len)` branch; h2_conn.c has the same)"),
-    ("redirects", "dir-http10-nohost"): (
-        "xfail", "src/http/h1_conn.c: as static_tryfiles|dir-redirect-http10-nohost"),
-    ("server_names", "host-bad-port"): (
-        "xfail", "src/http/request.c pt_http_validate_host(): nginx accepts any port text "
-        "after ':' (Host: example.com:abc selects example.com); Portico answers 400"),
-    ("uri_normalisation", "q-fragment"): (
-        "xfail", "src/http/h1_parse.c: a '#' in the query ends it in nginx ($args b=1, "
-        "upstream /q/a?b=1); Portico keeps '#f' in $args and sends it upstream"),
-    ("uri_normalisation", "q-utf8"): (
-        "xfail", "src/proxy/proxy.c build_uri()/escape_copy(): nginx escapes the URI it "
-        "sends upstream only when the client's URI had %-escapes or after an internal "
-        "redirect; Portico always escapes bytes >= 0x7f (caf%C3%A9 instead of raw UTF-8)"),
-    ("uri_normalisation", "q-quotes"): (
-        "xfail", "src/proxy/proxy.c escape_copy(): as q-utf8, '\"' becomes %22 where "
-        "nginx sends it raw"),
 }
-DIFFS[("misc_semantics", "/ls-exact/")] = (
-    "xfail", "src/modules/autoindex.c entry line: with autoindex_exact_size off nginx "
-    "writes a directory's size as 6 spaces + '-' and a file's as ' %6d' under 10000 "
-    "bytes, else '%6d' + K/M/G (rounded half up); Portico keeps the 19-wide column")
-for _seed_case in ("/x?q=1@example.com", "xff-chain", "head", "post", "unknown-host",
-                   "upgrade", "http10"):
-    DIFFS[("seed:seed2_part9", _seed_case)] = (
-        "xfail", "src/proxy/proxy.c: proxy_pass http://$arg_target with an empty target "
-        "(the guide's DANGEROUS example) is 500 in nginx (invalid URL), 502 in Portico")
 
 
 def _params():

@@ -44,7 +44,11 @@ static void test_host(void)
     is_str(host("a@b"), "<invalid>", "userinfo");
     is_str(host("a?b"), "<invalid>", "query char");
     is_str(host(":80"), "<invalid>", "port only");
-    is_str(host("a:8x"), "<invalid>", "bad port");
+    is_str(host("a:8x"), "a", "any port text (nginx)");
+    is_str(host("example.com:abc"), "example.com", "alphabetic port text");
+    is_str(host("a:8/x"), "<invalid>", "slash after port");
+    is_str(host("a:8 x"), "<invalid>", "space after port");
+    is_str(host("a:8@b"), "<invalid>", "@ after port");
     is_str(host("[]"), "<invalid>", "empty literal");
     is_str(host("[::1"), "<invalid>", "unterminated literal");
     is_str(host("[::1]x"), "<invalid>", "junk after literal");
