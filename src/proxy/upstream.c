@@ -38,6 +38,9 @@
 
 #define MAX_RESPONSE_HEADERS 128
 #define READS_PER_EVENT      32
+/* ... and at most this many body bytes per event (32 reads of the default
+ * proxy_buffers, as before the large reads): others get their turn */
+#define RELAY_EVENT_BYTES    (1024 * 1024)
 /* The body is read from the backend in buffers of up to this size, bounded
  * by proxy_buffers (number x size) minus what the client writer still holds:
  * one recv and one writev move up to this many bytes instead of one
@@ -1502,6 +1505,7 @@ static void relay_body(pt_upstream_t *u)
     pt_http_request_t *r = u->r;
     pt_conn_t *c = u->c;
     int reads = 0;
+    size_t moved = 0;
     size_t limit = (size_t) (u->conf->bufs_num * u->conf->bufs_size);
     size_t bsize = (size_t) u->conf->bufs_size;
 
@@ -1564,7 +1568,7 @@ static void relay_body(pt_upstream_t *u)
                 pt_timer_del(&c->io.read);
                 return;
             }
-            if (++reads > READS_PER_EVENT) {
+            if (++reads > READS_PER_EVENT || moved >= RELAY_EVENT_BYTES) {
                 /* let other connections run; continue in this iteration's
                  * posted events */
                 pt_event_post(&c->io.read);
@@ -1613,6 +1617,7 @@ static void relay_body(pt_upstream_t *u)
                 return;
             }
             b->last += n;
+            moved += (size_t) n;
             u->state->bytes_received += n;
         }
 
