@@ -37,9 +37,10 @@
 #include "../http/variables.h"
 
 #define MAX_RESPONSE_HEADERS 128
+/* relay_body() yields after READS_PER_EVENT reads or RELAY_EVENT_BYTES body
+ * bytes in one event (32 reads of the default proxy_buffers, as before the
+ * large reads), so other connections get their turn */
 #define READS_PER_EVENT      32
-/* ... and at most this many body bytes per event (32 reads of the default
- * proxy_buffers, as before the large reads): others get their turn */
 #define RELAY_EVENT_BYTES    (1024 * 1024)
 /* The body is read from the backend in buffers of up to this size, bounded
  * by proxy_buffers (number x size) minus what the client writer still holds:
