@@ -1,5 +1,5 @@
 /* I/O buffers: one malloc holds the header and the storage; sizes round up to
- * a class (4, 8, 16, 32, 64 KiB) and freed buffers wait on a per-class LIFO
+ * a class (4, 8, 16, 32, 64, 128, 256 KiB) and freed buffers wait on a per-class LIFO
  * freelist, so a get/put pair is a few pointer moves and the most recently
  * used (cache-warm) buffer is handed out first. The freelists are capped
  * (count per class and bytes overall); beyond the caps buffers go back to
@@ -26,7 +26,7 @@
 #define UNPOISON(p, n) ((void) (p), (void) (n))
 #endif
 
-#define NCLASSES        5                 /* 4k .. 64k */
+#define NCLASSES        7                 /* 4k .. 256k (the relay's large reads) */
 #define CLASS_MIN_SHIFT 12
 #define CLASS_REF       NCLASSES          /* header only */
 #define CLASS_LARGE     (NCLASSES + 1)    /* unpooled */

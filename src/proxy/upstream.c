@@ -37,12 +37,22 @@
 #include "../http/variables.h"
 
 #define MAX_RESPONSE_HEADERS 128
+/* relay_body() yields after READS_PER_EVENT reads or RELAY_EVENT_BYTES body
+ * bytes in one event (32 reads of the default proxy_buffers, as before the
+ * large reads), so other connections get their turn */
 #define READS_PER_EVENT      32
-/* The body is read from the backend in buffers of up to this size (the
- * largest pt_buf class), bounded by proxy_buffers (number x size) minus
- * what the client writer still holds: one recv and one writev move up to
- * this many bytes instead of one proxy_buffers buffer each. */
+#define RELAY_EVENT_BYTES    (1024 * 1024)
+/* The body is read from the backend in buffers of up to this size, bounded
+ * by proxy_buffers (number x size) minus what the client writer still holds:
+ * one recv and one writev move up to this many bytes instead of one
+ * proxy_buffers buffer each. */
 #define RELAY_READ_MAX       (64 * 1024)
+/* While the other side keeps up (the writer holds nothing: all it was given
+ * is in the kernel), a read may take this much (the largest pt_buf class):
+ * fewer, larger batches, fewer wake-ups of the peer. A side that falls
+ * behind is held to proxy_buffers again, so it holds at most that plus one
+ * large read. */
+#define RELAY_READ_BIG       (256 * 1024)
 
 static void on_upstream_read(pt_event_t *ev);
 static void on_upstream_write(pt_event_t *ev);
@@ -607,14 +617,29 @@ static int stream_fill(pt_upstream_t *u)
     pt_http_request_t *r = u->r;
     /* one buffer per streamed request: proxy_buffers (number x size), at
      * least 16 KiB, at most RELAY_READ_MAX (or one proxy_buffers buffer if
-     * that is larger): fewer, larger reads and writes */
+     * that is larger) while the backend falls behind; RELAY_READ_BIG while
+     * it takes every write whole (fewer, larger reads and writes). Either
+     * way one buffer: a slow backend holds at most one large read. */
     size_t bsize = (size_t) (u->conf->bufs_num * u->conf->bufs_size);
     if (bsize < 16384)
         bsize = 16384;
     if (bsize > RELAY_READ_MAX)
         bsize = RELAY_READ_MAX;
+    if (!u->stream_slow && bsize < RELAY_READ_BIG)
+        bsize = RELAY_READ_BIG;
     if ((size_t) u->conf->bufs_size > bsize)
         bsize = (size_t) u->conf->bufs_size;
+    if (u->body_left >= 0 && !u->chunked_out && (int64_t) bsize > u->body_left)
+        bsize = u->body_left > 4096 ? (size_t) u->body_left : 4096;   /* the rest fits */
+    if (u->stream_buf) {
+        /* empty here (only filled once written out): resize it when its
+         * class is not the one wanted */
+        size_t cap = (size_t) (u->stream_buf->end - u->stream_buf->start);
+        if (cap < bsize || cap / 2 >= bsize) {
+            pt_buf_put(u->stream_buf);
+            u->stream_buf = NULL;
+        }
+    }
     if (u->stream_buf == NULL) {
         u->stream_buf = pt_buf_get(bsize);
         if (u->stream_buf == NULL) {
@@ -784,6 +809,7 @@ static void send_request(pt_upstream_t *u)
 
         ssize_t w = c->writev(c, iov, n);
         if (w == PT_IO_AGAIN) {
+            u->stream_slow = 1;
             pt_timer_add(&c->io.write, u->conf->send_timeout);
             return;
         }
@@ -794,6 +820,10 @@ static void send_request(pt_upstream_t *u)
         }
         u->any_sent = 1;
         size_t left = (size_t) w;
+        size_t total = 0;
+        for (int i = 0; i < n; i++)
+            total += iov[i].iov_len;
+        u->stream_slow = left < total;
         if (u->head_sent < u->request_head.len) {
             size_t k = u->request_head.len - u->head_sent;
             if (k > left)
@@ -1456,14 +1486,18 @@ static void drain_spool(pt_upstream_t *u)
 
 /* How many bytes the next read of the body may take: the room proxy_buffers
  * leaves beside what the writer holds (at least one proxy_buffers buffer, as
- * before), at most RELAY_READ_MAX. */
+ * before), at most RELAY_READ_MAX; RELAY_READ_BIG (or one proxy_buffers
+ * buffer if larger) while the writer holds nothing, i.e. the client keeps up. */
 static size_t relay_read_size(size_t limit, size_t bsize, size_t pending)
 {
     size_t want = limit > pending ? limit - pending : 0;
     if (want < bsize)
         want = bsize;
-    if (want > RELAY_READ_MAX)
-        want = bsize > RELAY_READ_MAX ? bsize : RELAY_READ_MAX;
+    size_t max = pending ? RELAY_READ_MAX : RELAY_READ_BIG;
+    if (pending == 0 && want < max)
+        want = max;
+    if (want > max)
+        want = bsize > max ? bsize : max;
     return want;
 }
 
@@ -1472,6 +1506,7 @@ static void relay_body(pt_upstream_t *u)
     pt_http_request_t *r = u->r;
     pt_conn_t *c = u->c;
     int reads = 0;
+    size_t moved = 0;
     size_t limit = (size_t) (u->conf->bufs_num * u->conf->bufs_size);
     size_t bsize = (size_t) u->conf->bufs_size;
 
@@ -1534,7 +1569,7 @@ static void relay_body(pt_upstream_t *u)
                 pt_timer_del(&c->io.read);
                 return;
             }
-            if (++reads > READS_PER_EVENT) {
+            if (++reads > READS_PER_EVENT || moved >= RELAY_EVENT_BYTES) {
                 /* let other connections run; continue in this iteration's
                  * posted events */
                 pt_event_post(&c->io.read);
@@ -1583,6 +1618,7 @@ static void relay_body(pt_upstream_t *u)
                 return;
             }
             b->last += n;
+            moved += (size_t) n;
             u->state->bytes_received += n;
         }
 

@@ -227,6 +227,8 @@ struct pt_upstream_s {
                                                 * client not yet written */
     int64_t                   body_left;       /* streaming CL: bytes still to read */
     unsigned                  chunked_out:1;   /* re-chunk the body upstream */
+    unsigned                  stream_slow:1;   /* streaming: the last write to the
+                                                * backend did not take it all */
 
     /* Response. */
     pt_buf_t                 *head_buf;        /* proxy_buffer_size */

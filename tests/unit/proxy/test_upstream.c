@@ -107,15 +107,19 @@ static void test_framing(void)
 }
 
 /* The body read size: proxy_buffers' room beside what the writer holds, at
- * least one buffer, at most RELAY_READ_MAX (or one buffer if larger). */
+ * least one buffer, at most RELAY_READ_MAX (or one buffer if larger); while
+ * the writer holds nothing, RELAY_READ_BIG (or one buffer if larger). */
 static void test_relay_read_size(void)
 {
-    is_int(relay_read_size(8 * 4096, 4096, 0), 8 * 4096, "8 x 4k, writer empty: 32k");
+    is_int(relay_read_size(8 * 4096, 4096, 0), RELAY_READ_BIG, "8 x 4k, writer empty: a big read");
+    is_int(relay_read_size(8 * 4096, 4096, 1), 8 * 4096 - 1, "one byte pending: the bound again");
     is_int(relay_read_size(8 * 4096, 4096, 10000), 8 * 4096 - 10000, "the writer's bytes count");
     is_int(relay_read_size(8 * 4096, 4096, 8 * 4096 - 100), 4096, "at least one buffer");
     is_int(relay_read_size(8 * 4096, 4096, 1 << 20), 4096, "writer over the limit: one buffer");
-    is_int(relay_read_size(64 * 8192, 8192, 0), RELAY_READ_MAX, "capped at RELAY_READ_MAX");
+    is_int(relay_read_size(64 * 8192, 8192, 100), RELAY_READ_MAX, "capped at RELAY_READ_MAX");
+    is_int(relay_read_size(64 * 8192, 8192, 0), RELAY_READ_BIG, "writer empty: RELAY_READ_BIG");
     is_int(relay_read_size(2 * (1 << 20), 1 << 20, 0), 1 << 20, "one buffer larger than the cap");
+    is_int(relay_read_size(2 * (1 << 20), 1 << 20, 5), 1 << 20, "the same with bytes pending");
 }
 
 int main(void)
