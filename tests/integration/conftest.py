@@ -988,12 +988,23 @@ class Backend:
             except OSError:
                 break
             with self._lock:
+                if self._stop.is_set():
+                    # close() already ran (or is running): it will not see
+                    # this socket in _socks, so drop it here
+                    c.close()
+                    break
                 self.connections += 1
                 self._socks.append(c)
             threading.Thread(target=self._conn, args=(c,), daemon=True).start()
 
     def _conn(self, c):
-        c.settimeout(30)
+        # close() may shut this socket down at any moment (a test stopping a
+        # backend while connections are open): every call on it, this first
+        # one included, can raise OSError, and that just ends the connection
+        try:
+            c.settimeout(30)
+        except OSError:
+            return
         reader = _ConnReader(c)
         try:
             while not self._stop.is_set():
@@ -1034,17 +1045,25 @@ class Backend:
         return self.requests[-1] if self.requests else None
 
     def close(self):
-        self._stop.set()
+        with self._lock:
+            # under the lock: the accept loop either registered its socket
+            # before this (closed below) or sees _stop and closes it itself
+            self._stop.set()
+            socks, self._socks = self._socks, []
         try:
             self.sock.close()
         except OSError:
             pass
-        with self._lock:
-            for c in self._socks:
-                try:
-                    c.close()
-                except OSError:
-                    pass
+        for c in socks:
+            try:
+                # shutdown wakes a handler thread blocked in recv on it
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                c.close()
+            except OSError:
+                pass
         self.thread.join(2)
         if self.unix_path:
             try:
