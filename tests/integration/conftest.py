@@ -90,7 +90,7 @@ SANITIZER_PATTERNS = (
 __all__ = [
     "free_port", "run_portico", "conf_test", "raw_request", "http_get",
     "parse_responses", "Portico", "PORTICO_BIN", "HttpResponse", "RawResponse",
-    "connection_closed", "write_files", "Backend", "http_response", "echo_payload",
+    "connection_closed", "wait_server_read", "write_files", "Backend", "http_response", "echo_payload",
     "make_echo_backend", "make_slow_backend", "make_chunked_backend",
     "make_dying_backend", "make_status_backend", "WsEchoBackend", "REPO",
 ]
@@ -275,6 +275,42 @@ def raw_request(port, data, timeout=5.0, host="127.0.0.1", until_close=True,
     finally:
         s.close()
     return out
+
+
+def _tcp_server_side(sock):
+    """(inode, rx_queue) of the server's end of `sock`, a connected IPv4
+    loopback client socket, from /proc/net/tcp; None when not listed. The
+    inode is 0 while the connection waits in the listen backlog (nobody
+    accepted it yet); rx_queue is what the server has not read yet."""
+    cport = sock.getsockname()[1]
+    sport = sock.getpeername()[1]
+    try:
+        with open("/proc/net/tcp") as f:
+            rows = f.read().splitlines()[1:]
+    except OSError:
+        return None
+    for row in rows:
+        col = row.split()
+        if len(col) < 10:
+            continue
+        if int(col[1].split(":")[1], 16) == sport and int(col[2].split(":")[1], 16) == cport:
+            return int(col[9]), int(col[4].split(":")[1], 16)
+    return None
+
+
+def wait_server_read(sock, timeout=20.0):
+    """Wait until the server has accepted the connection of client socket
+    `sock` and read every byte sent on it so far (instead of sleeping and
+    hoping). Fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        st = _tcp_server_side(sock)
+        if st and st[0] != 0 and st[1] == 0:
+            return
+        time.sleep(0.02)
+    pytest.fail("server did not accept and read the connection within %.0f s (%r)"
+                % (timeout, st))
 
 
 def connection_closed(sock, timeout=3.0):

@@ -292,7 +292,7 @@ def test_slow_body_closed_backend_never_sees_half_body(portico, raw_backends, re
     s.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"a" * 100)
     t0 = time.monotonic()
     got = b""
-    s.settimeout(4)
+    s.settimeout(20)
     try:
         while True:
             chunk = s.recv(65536)
@@ -303,7 +303,8 @@ def test_slow_body_closed_backend_never_sees_half_body(portico, raw_backends, re
         pass
     dt = time.monotonic() - t0
     s.close()
-    assert dt < 3.0, "slow body not closed by client_body_timeout (%.1f s)" % dt
+    # 1 s nominal; the bound only tells "closed by the timer" from "never"
+    assert dt < 15, "slow body not closed by client_body_timeout (%.1f s)" % dt
     assert status_of(got) in (None, 408), got[:200]
     time.sleep(0.3)
     # the backend got nothing, or a head and part of a body it could not
@@ -673,9 +674,10 @@ def test_tls_handshake_stall_closed_by_timeout(portico, tls_files):
     partial = socket.create_connection(("127.0.0.1", p.port))
     partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20)
     t0 = time.monotonic()
-    assert closed_within(silent, 3.0)
-    assert closed_within(partial, 3.0)
-    assert time.monotonic() - t0 < 3.0
+    # 1 s nominal; generous bounds for a loaded machine (never closing is the bug)
+    assert closed_within(silent, 20.0)
+    assert closed_within(partial, 20.0)
+    assert time.monotonic() - t0 < 20.0
     silent.close()
     partial.close()
 

@@ -230,7 +230,8 @@ def test_dry_run_delay(portico):
             }
         }""", files=HTML)
     statuses, elapsed = pipelined(p.port, 2)
-    assert statuses == [200, 200] and elapsed < 1.0
+    # a real delay would be 60 s (1r/m): any bound well below tells them apart
+    assert statuses == [200, 200] and elapsed < 10.0, elapsed
     time.sleep(0.2)
     assert p.access_log().splitlines() == ["200 PASSED", "200 DELAYED_DRY_RUN"]
     assert wait_log(p, r'delaying request, dry run, excess: 1\.000, by zone "one"')
@@ -451,7 +452,7 @@ def test_http2_streams_delayed_and_zone_declared_later(portico):
     elapsed = time.monotonic() - t0
     text = cp.stdout.decode("latin-1")
     assert sorted(re.findall(r":status: (\d+)", text)) == ["200", "200"], text[-2000:]
-    assert 0.35 < elapsed < 2.0, elapsed
+    assert 0.35 < elapsed < 10.0, elapsed
     assert wait_log(p, r'delaying request, excess: [01]\.\d{3}, by zone "late"')
 
 

@@ -355,7 +355,7 @@ def test_all_down_quick_502_and_log(portico, backends):
     t0 = time.monotonic()
     st, body, r = Client(p.port).get()
     assert st == 502
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 10      # refused at once, no timeout
     st, body, r = Client(p.port).get()
     assert st == 502
     log = p.error_log()
@@ -468,15 +468,16 @@ def test_zone_state_survives_reload(portico, backends):
 
 
 def test_next_upstream_timeout_bounds_retries(portico, backends):
-    bs = [Named(backends, "s%d" % i, delay=2.0) for i in range(4)]
+    bs = [Named(backends, "s%d" % i, delay=6.0) for i in range(4)]
     p = portico(conf("".join('server %s max_fails=0; ' % b.addr for b in bs),
-                     'proxy_read_timeout 700ms; proxy_next_upstream error timeout;'
-                     ' proxy_next_upstream_timeout 1s;'))
+                     'proxy_read_timeout 1s; proxy_next_upstream error timeout;'
+                     ' proxy_next_upstream_timeout 1500ms;'))
     t0 = time.monotonic()
     st, body, r = Client(p.port).get()
     took = time.monotonic() - t0
     assert st == 504
-    # the first try times out at 0.7 s, the second one starts before 1 s and
-    # is the last: two tries, not four
+    # the first try times out at 1 s, the second one starts before 1.5 s and
+    # is the last (it ends at 2 s): two tries, not four (0.5 s margins both
+    # ways for a loaded machine)
     assert len(r.getheader("X-US").split(", ")) == 2, r.getheader("X-US")
-    assert took < 2.0, took
+    assert took < 5.5, took                # not a backend's 6 s answer
