@@ -34,6 +34,7 @@ portico(conf, workers=1, prelude=True, wait=True, allow_emerg=False,
   * files={"conf/extra.conf": "text"} writes extra files relative to the prefix
     (placeholders substituted too).
 Methods: url(port=None, path="/"), pid, prefix, error_log(), access_log(name),
+access_lines(n, name) (waits until the log has n lines),
 reload(conf, expect_ok=True), signal(sig), workers(), stop(), kill().
 
 Backends: echo_backend, slow_backend(delay), chunked_backend(chunks),
@@ -760,6 +761,17 @@ class Portico:
 
     def access_log(self, name="logs/access.log"):
         return self._read(name)
+
+    def access_lines(self, n, name="logs/access.log", timeout=20.0):
+        """The access log's lines once it has at least `n` (a worker writes a
+        request's line just after the response went out, so a client can see
+        the response first). Returns what is there after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.access_log(name).splitlines()
+            if len(lines) >= n or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
 
     def stderr_text(self):
         return self._read("logs/stderr.log")

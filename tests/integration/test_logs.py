@@ -14,7 +14,7 @@ import pytest
 from conftest import http_get, raw_request
 
 
-def wait_for(fn, timeout=5.0, interval=0.05):
+def wait_for(fn, timeout=20.0, interval=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = fn()
@@ -24,7 +24,7 @@ def wait_for(fn, timeout=5.0, interval=0.05):
     return fn()
 
 
-def log_lines(p, name="logs/access.log", n=1, timeout=5.0):
+def log_lines(p, name="logs/access.log", n=1, timeout=20.0):
     """Wait until the log has at least n lines; return them."""
     got = wait_for(lambda: (lambda ls: ls if len(ls) >= n else None)(
         p.access_log(name).splitlines()), timeout)

@@ -55,7 +55,7 @@ def can_connect(port, timeout=0.5):
         return False
 
 
-def wait_for(cond, timeout=10.0, step=0.05):
+def wait_for(cond, timeout=20.0, step=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = cond()
