@@ -33,7 +33,7 @@ def worker_rss_kib(p):
     """VmRSS of the (single) worker, KiB (waits for the worker: under a
     sanitizer it may not have been forked yet when the port answers)."""
     ws = p.workers()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while not ws and time.monotonic() < deadline:
         time.sleep(0.05)
         ws = p.workers()

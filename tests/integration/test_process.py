@@ -621,15 +621,17 @@ def test_usr1_reopens_logs():
                                     "-s", "reopen"])
         assert rc == 0, err
         assert wait_for(lambda: os.path.exists(log)), "error log not recreated"
-        old = open(log + ".1").read()
-        assert "signal 10 (SIGUSR1) received" in old
-        assert wait_for(lambda: old.count("reopening logs") >= 1)
+        old = lambda: open(log + ".1").read()
+        assert "signal 10 (SIGUSR1) received" in old()
+        # each worker logs "reopening logs" (still to the old file) just
+        # before it reopens
+        assert wait_for(lambda: all(re.search(r"\] %d#\d+: reopening logs" % w, old())
+                                    for w in workers)), old()
         if os.geteuid() == 0:
             import pwd
             nobody = pwd.getpwnam("nobody").pw_uid
             assert wait_for(lambda: os.stat(log).st_uid == nobody), \
                 "reopened file must stay writable by the workers"
-        time.sleep(0.3)
         p.stop()
         new = open(log).read()
         # the master and every worker write to the new file after reopening
