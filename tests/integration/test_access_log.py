@@ -115,7 +115,7 @@ def test_gzip(portico):
     for i in range(3):
         http_get(p.url(path="/z%d" % i))
     path = os.path.join(p.prefix, "logs", "z.log.gz")
-    assert wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 0, timeout=4)
+    assert wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 0, timeout=20)
     p.stop()
     with gzip.open(path, "rt") as f:
         assert f.read().splitlines() == ["/z0 200", "/z1 200", "/z2 200"]

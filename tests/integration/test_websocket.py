@@ -189,7 +189,7 @@ def test_tunnel_logged_when_it_ends(portico, ws_echo_backend):
             await asyncio.sleep(0.6)
             assert p.access_log("logs/tun.log") == ""     # not logged while open
     run(go())
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not p.access_log("logs/tun.log"):
         time.sleep(0.05)
     status, rt, addr, sent = p.access_log("logs/tun.log").split()
