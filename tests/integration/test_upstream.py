@@ -17,16 +17,20 @@ from conftest import Backend, conf_test, http_get, http_response, _Close
 class Named:
     """A backend answering its name; .mode switches it to slow / fail / close."""
 
-    def __init__(self, backends, name, delay=0.0):
+    def __init__(self, backends, name, delay=0.0, held=False):
         self.name = name
         self.delay = delay
         self.mode = "ok"
         self.count = 0
         self.lock = threading.Lock()
+        self.gate = threading.Event()    # held=True: answers once set
+        if not held:
+            self.gate.set()
 
         def h(req, c, b):
             with self.lock:
                 self.count += 1
+            self.gate.wait(60)
             if self.delay:
                 time.sleep(self.delay)
             if self.mode == "close":
@@ -42,6 +46,28 @@ class Named:
 
     def stop(self):
         self.b.close()
+
+
+def one_by_one_while_held(p, slow, n):
+    """n requests, each started once the previous one was answered or is
+    being held by `slow` (a Named with held=True): the balancer sees every
+    fast request finished and the slow one busy, whatever the machine's
+    speed (a fixed delay and stagger left that to the scheduler)."""
+    results = []
+    ts = []
+    for _ in range(n):
+        before = slow.count
+        t = threading.Thread(target=lambda: results.append(
+            http_get(p.url(), timeout=60).body.decode()))
+        t.start()
+        ts.append(t)
+        deadline = time.monotonic() + 20
+        while t.is_alive() and slow.count == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+    slow.gate.set()
+    for t in ts:
+        t.join(30)
+    return collections.Counter(results)
 
 
 def mk(backends, n, prefix="b"):
@@ -140,23 +166,12 @@ def test_weighted_distribution_two_workers_without_zone(portico, backends):
 
 
 def test_least_conn_avoids_slow_backend(portico, backends):
-    slow = Named(backends, "slow", delay=1.0)
+    slow = Named(backends, "slow", held=True)
     fast = Named(backends, "fast")
     p = portico(conf('least_conn; server %s; server %s;' % (slow.addr, fast.addr)))
-    results = []
-
-    def one():
-        results.append(http_get(p.url(), timeout=10).body.decode())
-    ts = []
-    for i in range(12):
-        t = threading.Thread(target=one)
-        t.start()
-        ts.append(t)
-        time.sleep(0.05)
-    for t in ts:
-        t.join()
-    cnt = collections.Counter(results)
-    assert cnt["slow"] <= 2 and cnt["fast"] >= 10, cnt
+    cnt = one_by_one_while_held(p, slow, 12)
+    # at most the first request (a tie at 0) goes to slow; it stays busy
+    assert cnt["slow"] <= 1 and cnt["fast"] >= 11, cnt
 
 
 def test_round_robin_does_not_avoid_slow_backend(portico, backends):
@@ -230,26 +245,15 @@ http {
 
 
 def test_random_two_least_conn(portico, backends):
-    slow = Named(backends, "slow", delay=1.0)
+    slow = Named(backends, "slow", held=True)
     f1 = Named(backends, "f1")
     f2 = Named(backends, "f2")
     p = portico(conf('random two least_conn; server %s; server %s; server %s;'
                      % (slow.addr, f1.addr, f2.addr)))
-    results = []
-
-    def one():
-        results.append(http_get(p.url(), timeout=10).body.decode())
-    ts = []
-    for i in range(15):
-        t = threading.Thread(target=one)
-        t.start()
-        ts.append(t)
-        time.sleep(0.05)
-    for t in ts:
-        t.join()
-    cnt = collections.Counter(results)
-    assert cnt["slow"] <= 3, cnt
-    assert cnt["f1"] + cnt["f2"] >= 12
+    cnt = one_by_one_while_held(p, slow, 15)
+    # slow can win only while it has no request: once, at most
+    assert cnt["slow"] <= 1, cnt
+    assert cnt["f1"] + cnt["f2"] >= 14, cnt
 
 
 def test_backup_takeover_and_return(portico, backends):
