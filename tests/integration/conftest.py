@@ -34,6 +34,7 @@ portico(conf, workers=1, prelude=True, wait=True, allow_emerg=False,
   * files={"conf/extra.conf": "text"} writes extra files relative to the prefix
     (placeholders substituted too).
 Methods: url(port=None, path="/"), pid, prefix, error_log(), access_log(name),
+access_lines(n, name) (waits until the log has n lines),
 reload(conf, expect_ok=True), signal(sig), workers(), stop(), kill().
 
 Backends: echo_backend, slow_backend(delay), chunked_backend(chunks),
@@ -90,7 +91,7 @@ SANITIZER_PATTERNS = (
 __all__ = [
     "free_port", "run_portico", "conf_test", "raw_request", "http_get",
     "parse_responses", "Portico", "PORTICO_BIN", "HttpResponse", "RawResponse",
-    "connection_closed", "write_files", "Backend", "http_response", "echo_payload",
+    "connection_closed", "wait_server_read", "write_files", "Backend", "http_response", "echo_payload",
     "make_echo_backend", "make_slow_backend", "make_chunked_backend",
     "make_dying_backend", "make_status_backend", "WsEchoBackend", "REPO",
 ]
@@ -275,6 +276,42 @@ def raw_request(port, data, timeout=5.0, host="127.0.0.1", until_close=True,
     finally:
         s.close()
     return out
+
+
+def _tcp_server_side(sock):
+    """(inode, rx_queue) of the server's end of `sock`, a connected IPv4
+    loopback client socket, from /proc/net/tcp; None when not listed. The
+    inode is 0 while the connection waits in the listen backlog (nobody
+    accepted it yet); rx_queue is what the server has not read yet."""
+    cport = sock.getsockname()[1]
+    sport = sock.getpeername()[1]
+    try:
+        with open("/proc/net/tcp") as f:
+            rows = f.read().splitlines()[1:]
+    except OSError:
+        return None
+    for row in rows:
+        col = row.split()
+        if len(col) < 10:
+            continue
+        if int(col[1].split(":")[1], 16) == sport and int(col[2].split(":")[1], 16) == cport:
+            return int(col[9]), int(col[4].split(":")[1], 16)
+    return None
+
+
+def wait_server_read(sock, timeout=20.0):
+    """Wait until the server has accepted the connection of client socket
+    `sock` and read every byte sent on it so far (instead of sleeping and
+    hoping). Fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        st = _tcp_server_side(sock)
+        if st and st[0] != 0 and st[1] == 0:
+            return
+        time.sleep(0.02)
+    pytest.fail("server did not accept and read the connection within %.0f s (%r)"
+                % (timeout, st))
 
 
 def connection_closed(sock, timeout=3.0):
@@ -725,6 +762,17 @@ class Portico:
     def access_log(self, name="logs/access.log"):
         return self._read(name)
 
+    def access_lines(self, n, name="logs/access.log", timeout=20.0):
+        """The access log's lines once it has at least `n` (a worker writes a
+        request's line just after the response went out, so a client can see
+        the response first). Returns what is there after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.access_log(name).splitlines()
+            if len(lines) >= n or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
     def stderr_text(self):
         return self._read("logs/stderr.log")
 
@@ -988,12 +1036,23 @@ class Backend:
             except OSError:
                 break
             with self._lock:
+                if self._stop.is_set():
+                    # close() already ran (or is running): it will not see
+                    # this socket in _socks, so drop it here
+                    c.close()
+                    break
                 self.connections += 1
                 self._socks.append(c)
             threading.Thread(target=self._conn, args=(c,), daemon=True).start()
 
     def _conn(self, c):
-        c.settimeout(30)
+        # close() may shut this socket down at any moment (a test stopping a
+        # backend while connections are open): every call on it, this first
+        # one included, can raise OSError, and that just ends the connection
+        try:
+            c.settimeout(30)
+        except OSError:
+            return
         reader = _ConnReader(c)
         try:
             while not self._stop.is_set():
@@ -1034,17 +1093,25 @@ class Backend:
         return self.requests[-1] if self.requests else None
 
     def close(self):
-        self._stop.set()
+        with self._lock:
+            # under the lock: the accept loop either registered its socket
+            # before this (closed below) or sees _stop and closes it itself
+            self._stop.set()
+            socks, self._socks = self._socks, []
         try:
             self.sock.close()
         except OSError:
             pass
-        with self._lock:
-            for c in self._socks:
-                try:
-                    c.close()
-                except OSError:
-                    pass
+        for c in socks:
+            try:
+                # shutdown wakes a handler thread blocked in recv on it
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                c.close()
+            except OSError:
+                pass
         self.thread.join(2)
         if self.unix_path:
             try:

@@ -10,7 +10,7 @@ import time
 from conftest import conf_test, http_get, raw_request
 
 
-def wait_for(fn, timeout=5.0, interval=0.05):
+def wait_for(fn, timeout=20.0, interval=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = fn()
@@ -96,13 +96,13 @@ def test_json_control_characters(portico):
 
 def test_buffer_flush_timer_and_exit(portico):
     p = portico(conf('''
-        access_log logs/buf.log short buffer=32k flush=1s;
+        access_log logs/buf.log short buffer=32k flush=2s;
         access_log logs/exit.log short buffer=32k;
         location / { return 200 "ok"; }'''))
     http_get(p.url(path="/b1"))
     time.sleep(0.2)
     assert p.access_log("logs/buf.log") == ""          # still in the buffer
-    assert wait_for(lambda: "/b1 200" in p.access_log("logs/buf.log"), timeout=4)
+    assert wait_for(lambda: "/b1 200" in p.access_log("logs/buf.log"))
     assert p.access_log("logs/exit.log") == ""
     p.stop()
     assert p.access_log("logs/exit.log").splitlines() == ["/b1 200"]
@@ -115,7 +115,7 @@ def test_gzip(portico):
     for i in range(3):
         http_get(p.url(path="/z%d" % i))
     path = os.path.join(p.prefix, "logs", "z.log.gz")
-    assert wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 0, timeout=4)
+    assert wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 0, timeout=20)
     p.stop()
     with gzip.open(path, "rt") as f:
         assert f.read().splitlines() == ["/z0 200", "/z1 200", "/z2 200"]

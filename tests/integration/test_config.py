@@ -634,7 +634,7 @@ def test_s_reload_and_quit_through_pid_file(portico):
         f.write(p.build_conf(conf % "two"))
     rc, out, err = run_portico(["-p", p.prefix + "/", "-c", "conf/portico.conf", "-s", "reload"])
     assert rc == 0, err
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if http_get(p.url()).body == b"two":
             break

@@ -212,7 +212,7 @@ def test_range_header_still_logged(portico):
                      GUIDE + "log_format rg '$http_range';"), files=static_files())
     r = http_get(p.url(path="/data.json"), headers=dict(AE, Range="bytes=0-9"))
     assert r.status == 200
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not p.access_log("logs/range.log").strip():
         time.sleep(0.05)
     assert p.access_log("logs/range.log").strip() == "bytes=0-9"
@@ -372,7 +372,7 @@ def test_gzip_ratio_logged(portico):
     r = http_get(p.url(path="/data.json"), headers=AE)
     ratio_expected = len(BIG_JSON) / len(r.body)
     http_get(p.url(path="/data.json"))
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20
     lines = []
     while time.monotonic() < deadline:
         lines = p.access_log("logs/ratio.log").splitlines()
@@ -670,8 +670,7 @@ def test_gzip_static_on(portico):
     # no .gz: the plain file, no Vary
     r = http_get(p.url(path="/only.css"), headers=AE)
     assert r.headers.get("Content-Encoding") is None and r.headers.get("Vary") is None
-    time.sleep(0.2)
-    assert p.access_log("logs/u.log").split() == ["/app.js"] * 4 + ["/only.css"]
+    assert p.access_lines(5, "logs/u.log") == ["/app.js"] * 4 + ["/only.css"]
 
 
 def test_gzip_static_always_and_off(portico):

@@ -33,7 +33,7 @@ def worker_rss_kib(p):
     """VmRSS of the (single) worker, KiB (waits for the worker: under a
     sanitizer it may not have been forked yet when the port answers)."""
     ws = p.workers()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while not ws and time.monotonic() < deadline:
         time.sleep(0.05)
         ws = p.workers()
@@ -256,7 +256,7 @@ def test_slowloris_closed_by_header_timeout_others_served(portico):
     open_ = set(range(n))
     served = 0
     closed_at = {}
-    while open_ and time.monotonic() - t0 < 4.0:
+    while open_ and time.monotonic() - t0 < 20.0:
         for i in list(open_):
             try:
                 socks[i].sendall(b"X")          # one header byte per round
@@ -268,13 +268,14 @@ def test_slowloris_closed_by_header_timeout_others_served(portico):
             except OSError:
                 open_.discard(i)
                 closed_at[i] = time.monotonic() - t0
-        if http_get(p.url(path="/fresh"), timeout=2).status == 200:
+        if http_get(p.url(path="/fresh"), timeout=10).status == 200:
             served += 1
         time.sleep(0.25)
     for s in socks:
         s.close()
-    assert not open_, "%d slowloris connections still open after 4 s" % len(open_)
-    assert max(closed_at.values()) < 3.0, max(closed_at.values())
+    # 1 s nominal; the bounds tell "closed by the timer" from "left open"
+    assert not open_, "%d slowloris connections still open after 20 s" % len(open_)
+    assert max(closed_at.values()) < 15.0, max(closed_at.values())
     assert served >= 3
     assert http_get(p.url(path="/after")).status == 200
 
@@ -292,7 +293,7 @@ def test_slow_body_closed_backend_never_sees_half_body(portico, raw_backends, re
     s.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"a" * 100)
     t0 = time.monotonic()
     got = b""
-    s.settimeout(4)
+    s.settimeout(20)
     try:
         while True:
             chunk = s.recv(65536)
@@ -303,7 +304,8 @@ def test_slow_body_closed_backend_never_sees_half_body(portico, raw_backends, re
         pass
     dt = time.monotonic() - t0
     s.close()
-    assert dt < 3.0, "slow body not closed by client_body_timeout (%.1f s)" % dt
+    # 1 s nominal; the bound only tells "closed by the timer" from "never"
+    assert dt < 15, "slow body not closed by client_body_timeout (%.1f s)" % dt
     assert status_of(got) in (None, 408), got[:200]
     time.sleep(0.3)
     # the backend got nothing, or a head and part of a body it could not
@@ -537,7 +539,7 @@ def test_smuggling_attempts_reach_backend_at_most_once(portico, raw_backends, re
     answers = {}
 
     def send(i, payload):
-        answers[i] = raw_request(p.port, _payload(i, payload), timeout=3)
+        answers[i] = raw_request(p.port, _payload(i, payload), timeout=10)
 
     ts = [threading.Thread(target=send, args=(i, pl)) for i, (_, pl, _) in enumerate(SMUGGLE)]
     for t in ts:
@@ -673,9 +675,10 @@ def test_tls_handshake_stall_closed_by_timeout(portico, tls_files):
     partial = socket.create_connection(("127.0.0.1", p.port))
     partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20)
     t0 = time.monotonic()
-    assert closed_within(silent, 3.0)
-    assert closed_within(partial, 3.0)
-    assert time.monotonic() - t0 < 3.0
+    # 1 s nominal; generous bounds for a loaded machine (never closing is the bug)
+    assert closed_within(silent, 20.0)
+    assert closed_within(partial, 20.0)
+    assert time.monotonic() - t0 < 20.0
     silent.close()
     partial.close()
 
@@ -893,17 +896,18 @@ def test_h2_client_gone_releases_upstream(portico, backends, buffering, tmp_path
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     s.connect(("127.0.0.1", p.port))
     s.sendall(PREFACE + h2_frame(4, 0, 0, b"") + h2_frame(1, 0x5, 1, H2_GET))
+    b.wait_requests(1, timeout=20)
     time.sleep(0.5)
     t0 = time.monotonic()
     s.close()
-    deadline = t0 + 3.0
+    deadline = t0 + 15.0      # "at once"; generous for a loaded machine
     while state["closed_at"] is None and time.monotonic() < deadline:
         time.sleep(0.05)
     released = state["closed_at"] is not None
     if not released:
         p.stop(timeout=3, check=False)          # stuck worker: do not fail at teardown
         p.kill()
-    assert released, "upstream connection still open 3 s after the h2 client left"
+    assert released, "upstream connection still open 15 s after the h2 client left"
 
 
 def test_backend_extra_bytes_never_reach_the_next_client(portico, backends):
@@ -956,11 +960,12 @@ def test_h2_stream_reset_releases_upstream(portico, backends, buffering, tmp_pat
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     s.connect(("127.0.0.1", p.port))
     s.sendall(PREFACE + h2_frame(4, 0, 0, b"") + h2_frame(1, 0x5, 1, H2_GET))
+    b.wait_requests(1, timeout=20)
     time.sleep(0.5)
     s.sendall(h2_frame(3, 0, 1, b"\x00\x00\x00\x08"))           # RST_STREAM CANCEL
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 15.0      # "at once"; generous for a loaded machine
     while state["closed_at"] is None and time.monotonic() < deadline:
         time.sleep(0.05)
     s.close()
-    assert state["closed_at"] is not None, "upstream still open 3 s after RST_STREAM"
+    assert state["closed_at"] is not None, "upstream still open 15 s after RST_STREAM"
     assert h2_ok(p.port)

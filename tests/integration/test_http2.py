@@ -132,7 +132,7 @@ class H2Client:
                     self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
                 yield ev
 
-    def pump(self, until, timeout=10, ack=True):
+    def pump(self, until, timeout=30, ack=True):
         deadline = time.monotonic() + timeout
         while not until() and time.monotonic() < deadline and not self.closed:
             self.sock.settimeout(max(0.05, deadline - time.monotonic()))
@@ -348,7 +348,7 @@ def test_goaway_on_reload_no_failed_streams(portico, cert, files):
     want = open(os.path.join(files, "big.bin"), "rb").read()
     assert all(bytes(cl.data[x]) == want for x in sids)
     assert not cl.reset
-    cl.pump(lambda: cl.goaway is not None and cl.goaway[1] >= max(sids), timeout=5)
+    cl.pump(lambda: cl.goaway is not None and cl.goaway[1] >= max(sids), timeout=20)
     assert cl.goaway is not None and cl.goaway[0] == 0 and cl.goaway[1] >= max(sids), cl.goaway
     cl.sock.close()
     # an idle connection gets GOAWAY (NO_ERROR) when its worker stops
@@ -436,7 +436,7 @@ def test_rapid_reset(portico, cert, files):
             break
         if cl.conn.open_outbound_streams > 50:
             break
-    cl.pump(lambda: cl.goaway is not None or cl.closed, timeout=5)
+    cl.pump(lambda: cl.goaway is not None or cl.closed, timeout=20)
     assert cl.goaway is not None or cl.closed
     if cl.goaway:
         assert cl.goaway[0] in (2, 11)     # nghttp2's reset limit / ours (ENHANCE_YOUR_CALM)

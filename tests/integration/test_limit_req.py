@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import http_get, parse_responses
+from conftest import http_get, parse_responses, wait_server_read
 
 HTML = {"html/index.html": "ok\n"}
 
@@ -65,7 +65,7 @@ def concurrent(url, n, headers=None, stagger=0.0):
     return out
 
 
-def wait_log(p, pattern, timeout=3.0):
+def wait_log(p, pattern, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         m = re.search(pattern, p.error_log())
@@ -119,50 +119,80 @@ def test_default_status_503_and_no_burst(portico):
     assert statuses == [200, 503, 503]
 
 
+def concurrent_from_origin(url, n, stagger=0.01):
+    """n requests from n threads; (status, completion time measured from one
+    origin taken before the first request left) for each."""
+    origin = time.monotonic()
+    out = [None] * n
+
+    def one(i):
+        try:
+            st = http_get(url, timeout=20).status
+        except Exception as ex:   # noqa: BLE001 - reported by the assertion
+            st = repr(ex)
+        out[i] = (st, time.monotonic() - origin)
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+        time.sleep(stagger)
+    for t in ts:
+        t.join(30)
+    return out
+
+
 def test_delay_without_nodelay(portico):
-    # rate=2r/s burst=2: requests at once wait 0, 0.5 and 1.0 s (excess 0,
-    # 1000, 2000 at 2000 milli-requests/s); the 4th (excess 3000 > 2000) is
-    # rejected at once.
+    # rate=1r/s burst=2: requests at once wait 0, 1 and 2 s (excess 0,
+    # 1000, 2000 at 1000 milli-requests/s); the 4th (excess 3000 > 2000) is
+    # rejected at once. The delayed ones end 1 s and 2 s after the first one
+    # arrived, whenever the others arrived (the bucket accounts for that), so
+    # completion times from a common origin have firm lower bounds; how late
+    # a loaded machine finishes them is not the point (loose upper bounds),
+    # and which ones were not delayed is what the server logs.
     p = portico("""
         http {
-            limit_req_zone $binary_remote_addr zone=two:1m rate=2r/s;
+            log_format st '$limit_req_status $status';
+            access_log logs/access.log st;
+            limit_req_zone $binary_remote_addr zone=two:1m rate=1r/s;
             server {
                 listen 127.0.0.1:@PORT@;
                 root html;
                 location / { limit_req zone=two burst=2; }
             }
         }""", files=HTML)
-    out = concurrent(p.url(), 4, stagger=0.01)
-    statuses = sorted(o[0] for o in out)
-    assert statuses == [200, 200, 200, 503], out
-    times = sorted(o[1] for o in out if o[0] == 200)
-    rejected = [o[1] for o in out if o[0] == 503]
-    assert times[0] < 0.3, out
-    assert 0.3 < times[1] < 0.8, out
-    assert 0.8 < times[2] < 1.4, out
-    assert rejected[0] < 0.3, out
+    done = concurrent_from_origin(p.url(), 4)
+    statuses = sorted(o[0] for o in done)
+    assert statuses == [200, 200, 200, 503], done
+    times = sorted(o[1] for o in done if o[0] == 200)
+    assert times[1] > 0.95 and times[2] > 1.95, done
+    assert times[2] < 10, done
+    assert sorted(p.access_lines(4)) == ["DELAYED 200", "DELAYED 200", "PASSED 200",
+                                         "REJECTED 503"]
     assert wait_log(p, r'\[warn\] .*delaying request, excess: [01]\.\d{3}, by zone "two"'), \
         p.error_log()[-2000:]
 
 
 def test_delay_parameter_two_stage(portico):
     # burst=4 delay=2: the first request and 2 excess ones pass at once, the
-    # next 2 wait (excess 3000 -> (3000-2000)/2000 = 0.5 s, 4000 -> 1.0 s).
+    # next 2 wait (excess 3000 -> (3000-2000)/1000 = 1 s, 4000 -> 2 s), the
+    # 6th is rejected (see test_delay_without_nodelay for the bounds).
     p = portico("""
         http {
-            limit_req_zone $binary_remote_addr zone=d:1m rate=2r/s;
+            log_format st '$limit_req_status $status';
+            access_log logs/access.log st;
+            limit_req_zone $binary_remote_addr zone=d:1m rate=1r/s;
             server {
                 listen 127.0.0.1:@PORT@;
                 root html;
                 location / { limit_req zone=d burst=4 delay=2; }
             }
         }""", files=HTML)
-    out = concurrent(p.url(), 6, stagger=0.01)
-    assert sorted(o[0] for o in out) == [200] * 5 + [503], out
-    times = sorted(o[1] for o in out if o[0] == 200)
-    assert times[2] < 0.3, out
-    assert 0.3 < times[3] < 0.8, out
-    assert 0.8 < times[4] < 1.4, out
+    done = concurrent_from_origin(p.url(), 6)
+    assert sorted(o[0] for o in done) == [200] * 5 + [503], done
+    times = sorted(o[1] for o in done if o[0] == 200)
+    assert times[3] > 0.95 and times[4] > 1.95, done
+    assert times[4] < 10, done
+    assert sorted(p.access_lines(6)) == ["DELAYED 200"] * 2 + ["PASSED 200"] * 3 + \
+        ["REJECTED 503"]
 
 
 def test_dry_run_and_status_variable(portico):
@@ -185,8 +215,7 @@ def test_dry_run_and_status_variable(portico):
     statuses, _ = pipelined(p.port, 3, "/real/")
     assert statuses == [200, 200, 503]
     assert http_get(p.url(path="/free/")).status == 200
-    time.sleep(0.3)
-    lines = p.access_log().splitlines()
+    lines = p.access_lines(7)
     assert lines == [
         "/dry/ 200 PASSED", "/dry/ 200 REJECTED_DRY_RUN", "/dry/ 200 REJECTED_DRY_RUN",
         "/real/ 200 PASSED", "/real/ 200 PASSED", "/real/ 503 REJECTED",
@@ -200,7 +229,7 @@ def test_delayed_status_and_log_level(portico):
         http {
             log_format st '$status $limit_req_status';
             access_log logs/access.log st;
-            limit_req_zone $binary_remote_addr zone=one:1m rate=5r/s;
+            limit_req_zone $binary_remote_addr zone=one:1m rate=1r/s;
             server {
                 listen 127.0.0.1:@PORT@;
                 root html;
@@ -210,8 +239,7 @@ def test_delayed_status_and_log_level(portico):
         }""", files=HTML)
     out = concurrent(p.url(), 2, stagger=0.01)
     assert sorted(o[0] for o in out) == [200, 200], out
-    time.sleep(0.3)
-    assert sorted(p.access_log().splitlines()) == ["200 DELAYED", "200 PASSED"]
+    assert sorted(p.access_lines(2)) == ["200 DELAYED", "200 PASSED"]
     # delayed requests are logged one level below limit_req_log_level
     assert wait_log(p, r'\[info\] .*delaying request, excess: [01]\.\d{3}, by zone "one"')
 
@@ -230,9 +258,9 @@ def test_dry_run_delay(portico):
             }
         }""", files=HTML)
     statuses, elapsed = pipelined(p.port, 2)
-    assert statuses == [200, 200] and elapsed < 1.0
-    time.sleep(0.2)
-    assert p.access_log().splitlines() == ["200 PASSED", "200 DELAYED_DRY_RUN"]
+    # a real delay would be 60 s (1r/m): any bound well below tells them apart
+    assert statuses == [200, 200] and elapsed < 10.0, elapsed
+    assert p.access_lines(2) == ["200 PASSED", "200 DELAYED_DRY_RUN"]
     assert wait_log(p, r'delaying request, dry run, excess: 1\.000, by zone "one"')
 
 
@@ -323,9 +351,8 @@ def test_several_workers_share_the_zone(portico):
         t.join(15)
     assert out.count(200) == 6, out
     assert out.count(503) == n - 6, out
-    time.sleep(0.3)
     served = {}
-    for ln in p.access_log().splitlines():
+    for ln in p.access_lines(n):
         pid, status = ln.split()
         served.setdefault(pid, []).append(status)
     if len(served) < 2:
@@ -376,7 +403,7 @@ def test_client_closes_while_delayed(portico):
         http {
             log_format st '$status $limit_req_status';
             access_log logs/access.log st;
-            limit_req_zone $binary_remote_addr zone=one:1m rate=1r/s;
+            limit_req_zone $binary_remote_addr zone=one:1m rate=30r/m;
             server {
                 listen 127.0.0.1:@PORT@;
                 root html;
@@ -384,14 +411,15 @@ def test_client_closes_while_delayed(portico):
             }
         }""", files=HTML)
     assert http_get(p.url()).status == 200
+    # the second request within 2 s (30r/m) of the first is delayed 2 s
     s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
     s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-    time.sleep(0.2)
+    wait_server_read(s)
     s.close()
-    assert wait_log(p, r"\[info\] .*client prematurely closed connection", 2.0), \
+    assert wait_log(p, r"\[info\] .*client prematurely closed connection"), \
         p.error_log()[-2000:]
-    time.sleep(1.5)   # past the delay: the timer must be gone with the request
-    assert "499 DELAYED" in p.access_log().splitlines()
+    time.sleep(2.5)   # past the delay: the timer must be gone with the request
+    assert "499 DELAYED" in p.access_lines(2)
     assert http_get(p.url()).status == 200
 
 
@@ -451,7 +479,7 @@ def test_http2_streams_delayed_and_zone_declared_later(portico):
     elapsed = time.monotonic() - t0
     text = cp.stdout.decode("latin-1")
     assert sorted(re.findall(r":status: (\d+)", text)) == ["200", "200"], text[-2000:]
-    assert 0.35 < elapsed < 2.0, elapsed
+    assert 0.35 < elapsed < 10.0, elapsed
     assert wait_log(p, r'delaying request, excess: [01]\.\d{3}, by zone "late"')
 
 
@@ -478,7 +506,6 @@ def test_http2_connection_closed_while_delayed(portico):
     proc.wait(5)
     time.sleep(1.5)   # past the delay
     assert http_get(p.url()).status in (200, 503)
-    time.sleep(0.2)
-    lines = p.access_log().splitlines()
+    lines = p.access_lines(3)
     assert "200 PASSED" in lines and any(ln.endswith(" DELAYED") and not ln.startswith("200")
                                          for ln in lines), lines

@@ -14,7 +14,7 @@ import pytest
 from conftest import http_get, raw_request
 
 
-def wait_for(fn, timeout=5.0, interval=0.05):
+def wait_for(fn, timeout=20.0, interval=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = fn()
@@ -24,7 +24,7 @@ def wait_for(fn, timeout=5.0, interval=0.05):
     return fn()
 
 
-def log_lines(p, name="logs/access.log", n=1, timeout=5.0):
+def log_lines(p, name="logs/access.log", n=1, timeout=20.0):
     """Wait until the log has at least n lines; return them."""
     got = wait_for(lambda: (lambda ls: ls if len(ls) >= n else None)(
         p.access_log(name).splitlines()), timeout)
@@ -249,7 +249,13 @@ def test_usr1_reopens_logs_after_rename(portico):
         "access.log not re-created by USR1"
     assert wait_for(lambda: os.path.exists(os.path.join(logs, "error.log"))), \
         "error.log not re-created by USR1"
-    time.sleep(0.5)       # workers reopen after the master
+    # workers reopen after the master; each logs "reopening logs" (to the
+    # old file) just before it reopens, then handles no request first
+    workers = p.wait_workers(2)
+    assert len(workers) == 2, workers
+    assert wait_for(lambda: all(re.search(r"\] %d#\d+: reopening logs" % w,
+                                          p.error_log("logs/error.log.1"))
+                                for w in workers)), p.error_log("logs/error.log.1")
     for i in range(6):    # several requests so every worker is likely hit
         http_get(p.url(path="/after%d" % i))
     new = log_lines(p, "logs/access.log", 6)
@@ -267,7 +273,8 @@ def test_usr1_reopens_logs_after_rename(portico):
 
 def test_usr1_keeps_serving(portico):
     p = portico(SIMPLE % ("", ""))
-    workers = p.workers()
+    # ready means the master listens: its worker may still be forking
+    workers = p.wait_workers(1)
     for _ in range(3):
         p.signal(signal.SIGUSR1)
         time.sleep(0.2)

@@ -273,8 +273,7 @@ def test_upstream_variables_in_log(portico, echo_backend):
                 location / { proxy_pass http://%s; }
             } }""" % echo_backend.addr)
     assert http_get(p.url(path="/")).status == 200
-    time.sleep(0.3)
-    line = p.access_log("logs/up.log").strip().splitlines()[-1]
+    line = p.access_lines(1, "logs/up.log")[-1]
     f = line.split("|")
     assert f[0] == "200"
     assert f[1] == echo_backend.addr

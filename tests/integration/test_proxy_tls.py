@@ -399,10 +399,10 @@ def test_handshake_timeout(portico):
         p = portico(conf("location / { proxy_pass https://127.0.0.1:%d; "
                          "proxy_connect_timeout 1s; }" % port))
         t0 = time.monotonic()
-        r = http_get(p.url(), timeout=10)
+        r = http_get(p.url(), timeout=30)
         took = time.monotonic() - t0
         assert r.status == 504
-        assert 0.8 < took < 5
+        assert 0.8 < took < 20     # 1 s nominal, late on a loaded machine
         assert "timed out" in p.error_log() and "SSL handshaking" in p.error_log()
     finally:
         ls.close()
@@ -473,7 +473,7 @@ def test_upstream_connect_time_and_addr(portico, https_backend):
             }
         }""" % b.addr)
     get_json(p)
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not p.access_log("logs/t.log").strip():
         time.sleep(0.05)
     assert p.access_log("logs/t.log").split("\n")[0] == "%s 200 %s" % (b.addr, b.addr)

@@ -153,7 +153,7 @@ http {
 }''' % (dns_port, valid, port, extra_server)
 
 
-def wait_for(pred, timeout=8.0):
+def wait_for(pred, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():

@@ -85,7 +85,7 @@ def scrape(p, path="/metrics", port=None):
     return parse_prometheus(r.body.decode())
 
 
-def wait_for(fn, timeout=3.0):
+def wait_for(fn, timeout=20.0):
     """fn() until it returns a true value (counters of the LOG phase are
     added just after the response went out, possibly by another worker)."""
     deadline = time.monotonic() + timeout

@@ -12,6 +12,15 @@ import pytest
 
 from conftest import http_get, http_response, raw_request, parse_responses, echo_payload
 
+def wait(cond, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
 KA_CONF = """
     http {
         upstream ka {
@@ -45,6 +54,7 @@ class PortBackend:
         self.addr = "127.0.0.1:%d" % self.port
         self.behaviour = behaviour or (lambda path: None)
         self.connections = 0
+        self.eofs = 0           # connections the proxy closed (EOF read)
         self.requests = []
         self.conns = []
         self.lock = threading.Lock()
@@ -68,6 +78,8 @@ class PortBackend:
                 while b"\r\n\r\n" not in buf:
                     d = c.recv(65536)
                     if not d:
+                        with self.lock:
+                            self.eofs += 1
                         return
                     buf += d
                 head, buf = buf.split(b"\r\n\r\n", 1)
@@ -88,6 +100,17 @@ class PortBackend:
             pass
         finally:
             c.close()
+
+    def proxy_close_waits(self):
+        """Connections to this backend the proxy has not closed yet although
+        the backend did (CLOSE_WAIT on the proxy's side, /proc/net/tcp)."""
+        n = 0
+        with open("/proc/net/tcp") as f:
+            for row in f.read().splitlines()[1:]:
+                col = row.split()
+                if int(col[2].split(":")[1], 16) == self.port and col[3] == "08":
+                    n += 1
+        return n
 
     def close_all_idle(self):
         with self.lock:
@@ -168,7 +191,8 @@ def test_keepalive_timeout(portico, port_backend):
     b = port_backend()
     p = portico(KA_CONF % (b.addr, "keepalive_timeout 300ms;"))
     assert http_get(p.url(path="/")).status == 200
-    time.sleep(0.8)
+    # the proxy closes the idle connection after 300 ms (late on a loaded box)
+    assert wait(lambda: b.eofs >= 1), "idle upstream connection never closed"
     assert http_get(p.url(path="/")).status == 200
     assert b.connections == 2
 
@@ -178,7 +202,10 @@ def test_pooled_connection_closed_by_backend_is_replaced(portico, port_backend):
     p = portico(KA_CONF % (b.addr, ""))
     assert http_get(p.url(path="/")).status == 200
     b.close_all_idle()          # the backend drops its idle keep-alive connection
-    time.sleep(0.2)
+    # the proxy notices while the connection idles in its pool (no request
+    # in flight on it, which is another test's subject)
+    time.sleep(0.1)
+    assert wait(lambda: b.proxy_close_waits() == 0)
     for _ in range(3):
         r = http_get(p.url(path="/"))
         assert r.status == 200

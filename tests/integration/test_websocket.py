@@ -116,12 +116,12 @@ def test_tunnel_idle_timeout(portico, ws_echo_backend):
             assert await ws.recv() == "x"
             t0 = time.monotonic()
             try:
-                await asyncio.wait_for(ws.recv(), 5)
+                await asyncio.wait_for(ws.recv(), 20)
             except websockets.ConnectionClosed:
                 return time.monotonic() - t0
             return None
     dt = run(go())
-    assert dt is not None and 0.7 < dt < 3.0
+    assert dt is not None and 0.7 < dt < 15     # 1 s nominal
 
 
 @pytest.mark.timeout(60)
@@ -162,12 +162,12 @@ def test_tunnel_ended_by_worker_shutdown_timeout(portico, ws_echo_backend):
             await asyncio.get_running_loop().run_in_executor(None, p.reload, conf)
             t0 = time.monotonic()
             try:
-                await asyncio.wait_for(ws.recv(), 10)
+                await asyncio.wait_for(ws.recv(), 30)
             except websockets.ConnectionClosed:
                 return time.monotonic() - t0
             return None
     dt = run(go())
-    assert dt is not None and dt < 5
+    assert dt is not None and dt < 20         # 1 s nominal; the tunnel's own timeout is 3600 s
 
 
 def test_tunnel_logged_when_it_ends(portico, ws_echo_backend):
@@ -189,7 +189,7 @@ def test_tunnel_logged_when_it_ends(portico, ws_echo_backend):
             await asyncio.sleep(0.6)
             assert p.access_log("logs/tun.log") == ""     # not logged while open
     run(go())
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not p.access_log("logs/tun.log"):
         time.sleep(0.05)
     status, rt, addr, sent = p.access_log("logs/tun.log").split()
