@@ -336,7 +336,7 @@ def test_several_workers_share_the_zone(portico):
             access_log logs/access.log w;
             limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;
             server {
-                listen 127.0.0.1:@PORT@;
+                listen 127.0.0.1:@PORT@ reuseport;   # spread over the workers by hash
                 root html;
                 location / { limit_req zone=one burst=5 nodelay; }
             }

@@ -102,7 +102,7 @@ def test_stub_status_totals_across_two_workers(portico):
     p = portico('''
 http {
     server {
-        listen 127.0.0.1:@PORT@;
+        listen 127.0.0.1:@PORT@ reuseport;  # one socket per worker: connections spread by hash
         location /nginx_status { stub_status; }
         location /json { status_json; }
         location / { return 200 "ok"; }
@@ -119,8 +119,8 @@ http {
     assert after["handled"] == after["accepts"]
     assert after["writing"] >= 1 and after["active"] >= 1
 
-    # bursts of concurrent connections end up on both workers (they share the
-    # listening socket); each answers with the totals, which count every
+    # bursts of new connections end up on both workers (reuseport spreads
+    # them by the client's port); each answers with the totals, which count every
     # request exactly once whichever worker took it
     def burst(n):
         socks = [socket.create_connection(("127.0.0.1", p.port), timeout=5) for _ in range(n)]
