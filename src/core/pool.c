@@ -274,3 +274,39 @@ size_t pt_pool_size(const pt_pool_t *pool)
 {
     return pool->total;
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_CACHE_N 0
+#else
+#define POOL_CACHE_N 32
+#endif
+
+static struct {
+    pt_pool_t *pool;
+    size_t     size;
+} pool_cache[POOL_CACHE_N + 1];
+static unsigned pool_cache_n;
+
+pt_pool_t *pt_pool_get(size_t block_size)
+{
+    for (unsigned i = pool_cache_n; i > 0; i--) {
+        if (pool_cache[i - 1].size == block_size) {
+            pt_pool_t *p = pool_cache[i - 1].pool;
+            pool_cache[i - 1] = pool_cache[--pool_cache_n];
+            return p;
+        }
+    }
+    return pt_pool_create(block_size);
+}
+
+void pt_pool_put(pt_pool_t *pool, size_t block_size)
+{
+    if (pool_cache_n + 1 <= POOL_CACHE_N) {     /* (not "<": 0 under ASan) */
+        pt_pool_reset(pool);
+        pool_cache[pool_cache_n].pool = pool;
+        pool_cache[pool_cache_n].size = block_size;
+        pool_cache_n++;
+        return;
+    }
+    pt_pool_destroy(pool);
+}

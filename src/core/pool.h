@@ -19,6 +19,14 @@ void       pt_pool_destroy(pt_pool_t *pool);
 /* Frees everything but the first block, keeping the pool usable (keep-alive). */
 void       pt_pool_reset(pt_pool_t *pool);
 
+/* Per-request pools: pt_pool_get() hands out a reset pool of block_size
+ * from a small per-process cache (else a new one), pt_pool_put() resets the
+ * pool and keeps it for the next request (else destroys it).  HTTP/1
+ * requests and HTTP/2 streams share the cache.  Under ASan the cache is
+ * off: a reused pool would hide a use after the end of a request. */
+pt_pool_t *pt_pool_get(size_t block_size);
+void       pt_pool_put(pt_pool_t *pool, size_t block_size);
+
 /* 16-byte aligned; NULL on failure. */
 void *pt_palloc(pt_pool_t *pool, size_t size);
 void *pt_pcalloc(pt_pool_t *pool, size_t size);

@@ -138,44 +138,6 @@ const pt_http_proto_t pt_h1_proto = {
 /* A scratch buffer for bytes that are read only to be dropped. */
 static char drop_buf[16384];
 
-/* Request pools are reset and reused instead of malloc'd per request (a
- * few per worker, so the cache is bounded). Not under ASan: a reused pool
- * would hide a use after the end of a request. */
-#if defined(__SANITIZE_ADDRESS__)
-#define POOL_CACHE_N 0
-#else
-#define POOL_CACHE_N 32
-#endif
-static struct {
-    pt_pool_t *pool;
-    size_t     size;
-} pool_cache[POOL_CACHE_N + 1];
-static unsigned pool_cache_n;
-
-static pt_pool_t *request_pool_get(size_t size)
-{
-    for (unsigned i = pool_cache_n; i > 0; i--) {
-        if (pool_cache[i - 1].size == size) {
-            pt_pool_t *p = pool_cache[i - 1].pool;
-            pool_cache[i - 1] = pool_cache[--pool_cache_n];
-            return p;
-        }
-    }
-    return pt_pool_create(size);
-}
-
-static void request_pool_put(pt_pool_t *pool, size_t size)
-{
-    if (pool_cache_n + 1 <= POOL_CACHE_N) {
-        pt_pool_reset(pool);
-        pool_cache[pool_cache_n].pool = pool;
-        pool_cache[pool_cache_n].size = size;
-        pool_cache_n++;
-        return;
-    }
-    pt_pool_destroy(pool);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 
@@ -379,7 +341,7 @@ static void free_request(h1_conn_t *h)
     h->frame_free = NULL;       /* pool memory */
     h->chunked = NULL;
     h->r = NULL;
-    request_pool_put(r->pool, (size_t) h->srv->request_pool_size);
+    pt_pool_put(r->pool, (size_t) h->srv->request_pool_size);
 }
 
 static void close_conn(h1_conn_t *h)
@@ -583,7 +545,7 @@ static pt_http_request_t *start_request(h1_conn_t *h)
 {
     pt_conn_t *c = h->c;
     pt_http_core_srv_conf_t *srv = h->srv;
-    pt_pool_t *pool = request_pool_get((size_t) srv->request_pool_size);
+    pt_pool_t *pool = pt_pool_get((size_t) srv->request_pool_size);
     pt_http_request_t *r;
     extern const size_t pt_modules_n;
 
@@ -647,7 +609,7 @@ static pt_http_request_t *start_request(h1_conn_t *h)
     return r;
 
 fail:
-    request_pool_put(pool, (size_t) srv->request_pool_size);
+    pt_pool_put(pool, (size_t) srv->request_pool_size);
     return NULL;
 }
 

@@ -208,47 +208,11 @@ static const pt_http_proto_t h2_proto = {
 
 static char in_buf[IN_SIZE];
 
-/* Stream pools are reset and reused instead of malloc'd and freed per
- * stream (bounded per worker). Not under ASan: a reused pool would hide a
- * use after the end of a stream. */
-#if defined(__SANITIZE_ADDRESS__)
-#define POOL_CACHE_N 0
-#else
-#define POOL_CACHE_N 32
-#endif
+/* Stream pools come from pt_pool_get() (reset and reused, core/pool.c). */
 /* A proxied stream uses 5-8 KiB of its pool (request, stream, upstream,
  * headers): with request_pool_size's default of 4k every stream would
  * malloc a second block; its first block is made at least this big. */
 #define STREAM_POOL_MIN 8192
-static struct {
-    pt_pool_t *pool;
-    size_t     size;
-} pool_cache[POOL_CACHE_N + 1];
-static unsigned pool_cache_n;
-
-static pt_pool_t *stream_pool_get(size_t size)
-{
-    for (unsigned i = pool_cache_n; i > 0; i--) {
-        if (pool_cache[i - 1].size == size) {
-            pt_pool_t *p = pool_cache[i - 1].pool;
-            pool_cache[i - 1] = pool_cache[--pool_cache_n];
-            return p;
-        }
-    }
-    return pt_pool_create(size);
-}
-
-static void stream_pool_put(pt_pool_t *pool, size_t size)
-{
-    if (pool_cache_n + 1 <= POOL_CACHE_N) {
-        pt_pool_reset(pool);
-        pool_cache[pool_cache_n].pool = pool;
-        pool_cache[pool_cache_n].size = size;
-        pool_cache_n++;
-        return;
-    }
-    pt_pool_destroy(pool);
-}
 
 /* stub_status counters: an idle connection is waiting, a busy one writing. */
 static void stat_set(h2_conn_t *h2c, unsigned st)
@@ -283,7 +247,7 @@ static void stream_free_cb(void *p)
     pt_buf_put_chain(s->in);
     pt_buf_put_chain(s->out);
     s->in = s->out = NULL;
-    stream_pool_put(s->r->pool, s->pool_size);
+    pt_pool_put(s->r->pool, s->pool_size);
 }
 
 /* Releases the stream once nghttp2 is done with it and the request is
@@ -409,7 +373,7 @@ static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
     pt_http_core_srv_conf_t *srv = h2c->srv;
     size_t pool_size = (size_t) srv->request_pool_size < STREAM_POOL_MIN
                        ? STREAM_POOL_MIN : (size_t) srv->request_pool_size;
-    pt_pool_t *pool = stream_pool_get(pool_size);
+    pt_pool_t *pool = pt_pool_get(pool_size);
     pt_http_request_t *r;
     h2_stream_t *s;
     extern const size_t pt_modules_n;
@@ -464,7 +428,7 @@ static h2_stream_t *stream_create(h2_conn_t *h2c, int32_t id)
     return s;
 
 fail:
-    stream_pool_put(pool, pool_size);
+    pt_pool_put(pool, pool_size);
     return NULL;
 }
 

@@ -125,11 +125,48 @@ static void test_many_blocks(void)
     pt_pool_destroy(p);
 }
 
+static int cleanup_runs;
+static void count_cleanup(void *data)
+{
+    (void) data;
+    cleanup_runs++;
+}
+
+static void test_request_pools(void)
+{
+    pt_pool_t *a = pt_pool_get(4096);
+    ok(a != NULL, "a pool for a request");
+    ok(pt_palloc(a, 100) != NULL, "usable");
+    pt_pool_cleanup_add(a, count_cleanup, NULL);
+    pt_palloc(a, 3000);          /* a large block: freed by the put */
+    cleanup_runs = 0;
+    pt_pool_put(a, 4096);
+    is_int(cleanup_runs, 1, "put runs the request's cleanups");
+    pt_pool_t *b = pt_pool_get(8192);
+    ok(b != NULL && pt_pool_size(b) == 8192, "another size: its own pool");
+    pt_pool_t *c = pt_pool_get(4096);
+    ok(c != NULL && pt_pool_size(c) == 4096, "same size: a pool with only its first block");
+#if !defined(__SANITIZE_ADDRESS__)
+    ok(c == a, "the kept pool is handed out again");
+#endif
+    pt_pool_put(b, 8192);
+    pt_pool_put(c, 4096);
+    /* more than the cache keeps: the rest are destroyed (ASan/LSan would
+     * report a leak) */
+    pt_pool_t *many[40];
+    for (int i = 0; i < 40; i++)
+        many[i] = pt_pool_get(1024);
+    for (int i = 0; i < 40; i++)
+        pt_pool_put(many[i], 1024);
+    ok(1, "40 pools put back");
+}
+
 int main(void)
 {
     subtest("alloc", test_alloc);
     subtest("strings", test_strings);
     subtest("cleanups", test_cleanups);
     subtest("many blocks", test_many_blocks);
+    subtest("request pools", test_request_pools);
     return done_testing();
 }
