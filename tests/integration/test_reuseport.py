@@ -88,9 +88,16 @@ def held_listeners(pid, port):
 def check_one_socket_each(p, workers):
     """The master holds one listening socket per worker; each worker holds
     exactly one of them, all different."""
-    master = held_listeners(p.proc.pid, p.port)
+    # a worker closes its copies of the other workers' sockets as it starts:
+    # wait for that instead of racing it
+    deadline = time.monotonic() + 20
+    while True:
+        master = held_listeners(p.proc.pid, p.port)
+        own = [held_listeners(w, p.port) for w in workers]
+        if all(len(s) == 1 for s in own) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(master) == len(workers)
-    own = [held_listeners(w, p.port) for w in workers]
     assert all(len(s) == 1 for s in own), own
     assert set().union(*own) == master
     return master, dict(zip(workers, own))
