@@ -206,35 +206,31 @@ static ssize_t parse_v2(const unsigned char *b, size_t len, pt_proxy_protocol_t 
         *pp = out;
         return (ssize_t) total;
     }
+    /* addresses: source then destination (4 or 16 bytes each), then the
+     * two ports */
+    size_t alen = fam == 1 ? 4 : 16;
+    if (plen < 2 * alen + 4)
+        return ERROR;
+    int af = fam == 1 ? AF_INET : AF_INET6;
+    out.src_port = (uint16_t) ((a[2 * alen] << 8) | a[2 * alen + 1]);
+    out.dst_port = (uint16_t) ((a[2 * alen + 2] << 8) | a[2 * alen + 3]);
     if (fam == 1) {
-        if (plen < 12)
-            return ERROR;
-        out.src.sin.sin_family = AF_INET;
+        out.src.sin.sin_family = out.dst.sin.sin_family = AF_INET;
         memcpy(&out.src.sin.sin_addr, a, 4);
-        out.dst.sin.sin_family = AF_INET;
         memcpy(&out.dst.sin.sin_addr, a + 4, 4);
-        out.src_port = (uint16_t) ((a[8] << 8) | a[9]);
-        out.dst_port = (uint16_t) ((a[10] << 8) | a[11]);
         out.src.sin.sin_port = htons(out.src_port);
         out.dst.sin.sin_port = htons(out.dst_port);
         out.srclen = out.dstlen = sizeof(struct sockaddr_in);
-        inet_ntop(AF_INET, &out.src.sin.sin_addr, out.src_text, sizeof(out.src_text));
-        inet_ntop(AF_INET, &out.dst.sin.sin_addr, out.dst_text, sizeof(out.dst_text));
     } else {
-        if (plen < 36)
-            return ERROR;
-        out.src.sin6.sin6_family = AF_INET6;
+        out.src.sin6.sin6_family = out.dst.sin6.sin6_family = AF_INET6;
         memcpy(&out.src.sin6.sin6_addr, a, 16);
-        out.dst.sin6.sin6_family = AF_INET6;
         memcpy(&out.dst.sin6.sin6_addr, a + 16, 16);
-        out.src_port = (uint16_t) ((a[32] << 8) | a[33]);
-        out.dst_port = (uint16_t) ((a[34] << 8) | a[35]);
         out.src.sin6.sin6_port = htons(out.src_port);
         out.dst.sin6.sin6_port = htons(out.dst_port);
         out.srclen = out.dstlen = sizeof(struct sockaddr_in6);
-        inet_ntop(AF_INET6, &out.src.sin6.sin6_addr, out.src_text, sizeof(out.src_text));
-        inet_ntop(AF_INET6, &out.dst.sin6.sin6_addr, out.dst_text, sizeof(out.dst_text));
     }
+    inet_ntop(af, a, out.src_text, sizeof(out.src_text));
+    inet_ntop(af, a + alen, out.dst_text, sizeof(out.dst_text));
     out.has_addr = 1;
     *pp = out;
     return (ssize_t) total;
