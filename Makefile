@@ -16,7 +16,7 @@ DEFS    := -D_GNU_SOURCE -DPT_VERSION='"$(VERSION)"' -DPT_PREFIX='"$(PREFIX)/"' 
            -DPT_CONF_PATH='"conf/portico.conf"'
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c17 $(WARN) $(DEFS) $(CFLAGS) -MMD -MP
-LIBS    := -lssl -lcrypto -lnghttp2 -lz -lpcre2-8 -lpthread
+LIBS    := -lssl -lcrypto -lnghttp2 -lz -lpcre2-8 -luring -lpthread
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRCS     := $(shell find src -name '*.c' | sort)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential pkg-config
-  libssl-dev libnghttp2-dev zlib1g-dev libpcre2-dev
+  libssl-dev libnghttp2-dev zlib1g-dev libpcre2-dev liburing-dev
   clang libclang-rt-14-dev
   curl openssl nghttp2-client
   python3 python3-pytest python3-httpx python3-h2 python3-websockets python3-trustme

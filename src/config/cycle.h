@@ -60,6 +60,7 @@ typedef struct {
     int64_t   worker_shutdown_timeout; /* ms, UNSET = wait forever */
     int64_t   worker_connections;  /* events { } */
     int       multi_accept;        /* events { } */
+    int       io_uring_send;       /* events { }: batched sends (net/sendq.c) */
     pt_str_t  pid_path;
     pt_str_t  user, group;
     pt_str_t  working_directory;

@@ -41,6 +41,9 @@ static pt_event_t *running;
 static deferred_t *deferred;
 static size_t deferred_len, deferred_cap;
 
+/* Run at the start of every iteration, before epoll_wait (batched sends). */
+static void (*flush_hook)(void);
+
 int pt_loop_init(int max_events)
 {
     if (ep >= 0)
@@ -74,6 +77,7 @@ int pt_loop_init(int max_events)
 
 void pt_loop_done(void)
 {
+    flush_hook = NULL;
     if (ep >= 0)
         close(ep);
     ep = -1;
@@ -163,6 +167,21 @@ int pt_loop_del_io(pt_io_t *io)
     }
     forget(io);
     return rc;
+}
+
+void pt_loop_forget_io(pt_io_t *io)
+{
+    forget(io);
+}
+
+int pt_loop_epfd(void)
+{
+    return ep;
+}
+
+void pt_loop_set_flush_hook(void (*fn)(void))
+{
+    flush_hook = fn;
 }
 
 int pt_loop_close_io(pt_io_t *io)
@@ -288,6 +307,8 @@ static void run_deferred(void)
 
 int pt_loop_once(int64_t max_wait_ms)
 {
+    if (flush_hook)
+        flush_hook();   /* may post events: computed before the wait below */
     int64_t wait = pt__timer_wait();
     if (posted != NULL)
         wait = 0;

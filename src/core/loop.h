@@ -61,6 +61,13 @@ int  pt_loop_del_io(pt_io_t *io);
  * del_io + close for anything else. Returns close()'s result. */
 int  pt_loop_close_io(pt_io_t *io);
 /* Runs fn(p) at the end of the current loop iteration. Returns 0 or -1. */
+/* Forgets io (timers, posted events, entries of the batch being
+ * dispatched) without closing its fd or touching the epoll set. */
+void pt_loop_forget_io(pt_io_t *io);
+int  pt_loop_epfd(void);
+/* fn runs at the start of every pt_loop_once(), before epoll_wait: the
+ * batched-send flush (src/net/sendq.c). Cleared by pt_loop_done(). */
+void pt_loop_set_flush_hook(void (*fn)(void));
 int  pt_loop_defer_free(void (*fn)(void *), void *p);
 
 /* A re-arm that moves an armed timer's deadline by less than this keeps the

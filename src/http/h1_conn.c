@@ -1983,7 +1983,7 @@ static void start_linger(h1_conn_t *h, int64_t lingering_time)
         c->on_close = NULL;
         fn(c);
     }
-    if (shutdown(c->io.fd, SHUT_WR) != 0) {
+    if (pt_conn_shutdown_wr(c) != 0) {   /* after any staged bytes */
         close_conn(h);
         return;
     }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../core/time.h"
+#include "sendq.h"
 
 int pt_conn_shutting_down;
 static pt_conn_stats_t local_stats;
@@ -178,7 +179,9 @@ void pt_conn_close(pt_conn_t *c)
         c->on_close = NULL;
         fn(c);
     }
-    if (c->io.fd >= 0) {
+    if (c->sendq != NULL && pt_sendq_close(c)) {
+        /* staged bytes go first; the block closes the fd after them */
+    } else if (c->io.fd >= 0) {
         /* close() takes the fd out of the epoll set (every socket is opened
          * with CLOEXEC and never dup'ed, so this is its only reference): no
          * EPOLL_CTL_DEL; the loop forgets the io's events and timers */
@@ -319,8 +322,26 @@ ssize_t pt_conn_recv(pt_conn_t *c, char *buf, size_t size)
     }
 }
 
+int pt_conn_sync(pt_conn_t *c)
+{
+    return c->sendq ? pt_sendq_sync(c) : 0;
+}
+
+int pt_conn_shutdown_wr(pt_conn_t *c)
+{
+    if (c->sendq)
+        return pt_sendq_shutdown_wr(c);
+    return shutdown(c->io.fd, SHUT_WR);
+}
+
 ssize_t pt_conn_send(pt_conn_t *c, const char *buf, size_t size)
 {
+    if (pt_sendq_enabled() && size > 0) {
+        struct iovec v = { (void *) buf, size };
+        ssize_t r = pt_sendq_writev(c, &v, 1, size);
+        if (r != PT_SENDQ_DIRECT)
+            return r;
+    }
     for (;;) {
         ssize_t n = send(c->io.fd, buf, size, MSG_NOSIGNAL);
         if (n >= 0) {
@@ -349,6 +370,11 @@ ssize_t pt_conn_writev(pt_conn_t *c, struct iovec *iov, int n)
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += iov[i].iov_len;
+    if (pt_sendq_enabled() && total > 0) {
+        ssize_t r = pt_sendq_writev(c, iov, n, total);
+        if (r != PT_SENDQ_DIRECT)
+            return r;
+    }
 
     struct msghdr msg;
     memset(&msg, 0, sizeof(msg));

@@ -41,6 +41,7 @@ struct pt_conn_s {
     /* Called by pt_conn_close() while the fd is still open (TLS sends its
      * close_notify here); NULL for plain connections. */
     void          (*on_close)(pt_conn_t *c);
+    struct pt_sendq_s *sendq;      /* staged output (sendq.c), NULL when none */
     pt_conn_t      *reusable_next, *reusable_prev;
     unsigned        reusable:1;    /* on the idle list */
     unsigned        close:1;       /* set by shutdown: owner should close at the next chance */
@@ -92,6 +93,13 @@ int  pt_conn_local_addr(pt_conn_t *c);
  * open after a response is written (keep-alive), for HTTP/2 and TLS, and for
  * tunnels. Returns 0, or -1 when setsockopt failed (logged at info). */
 int  pt_conn_nodelay(pt_conn_t *c);
+
+/* Before writing to c->io.fd directly (sendfile, splice): 0 when no bytes
+ * written through c->writev/c->send are still staged (sendq.c), PT_IO_AGAIN
+ * when they are (the write event is posted when they are out), -1 on error. */
+int  pt_conn_sync(pt_conn_t *c);
+/* shutdown(SHUT_WR) after the staged bytes. Returns 0 or -1. */
+int  pt_conn_shutdown_wr(pt_conn_t *c);
 
 /* Plain socket I/O used by default. */
 ssize_t pt_conn_recv(pt_conn_t *c, char *buf, size_t size);

@@ -269,6 +269,8 @@ static const pt_command_t core_commands[] = {
       CCF(core.worker_connections), &connections_bounds },
     { "multi_accept", PT_CTX_EVENTS, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_CORE,
       CCF(core.multi_accept), NULL },
+    { "io_uring_send", PT_CTX_EVENTS, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_CORE,
+      CCF(core.io_uring_send), NULL },
     { "use", PT_CTX_EVENTS, 0, 1, 1, set_use, PT_CONF_CORE, 0, NULL },
     { "accept_mutex", PT_CTX_EVENTS, PT_CONF_FLAG, 1, 1, pt_conf_set_flag, PT_CONF_CORE,
       CCF(accept_mutex), NULL },
@@ -291,6 +293,7 @@ static void *core_create_conf(pt_conf_t *cf)
     ccf->core.worker_shutdown_timeout = PT_CONF_UNSET_MSEC;
     ccf->core.worker_connections = PT_CONF_UNSET;
     ccf->core.multi_accept = PT_CONF_UNSET;
+    ccf->core.io_uring_send = PT_CONF_UNSET;
     ccf->priority = PT_CONF_UNSET;
     ccf->rlimit_core = PT_CONF_UNSET_SIZE;
     ccf->pcre_jit = PT_CONF_UNSET;
@@ -350,6 +353,7 @@ static const char *core_init_conf(pt_conf_t *cf, void *conf)
         ccf->core.worker_processes = PT_MAX_WORKERS;
     pt_conf_init(ccf->core.worker_connections, 512);
     pt_conf_init(ccf->core.multi_accept, 0);
+    pt_conf_init(ccf->core.io_uring_send, 1);
     pt_conf_init(ccf->pcre_jit, 0);
     pt_conf_init(ccf->accept_mutex, 0);
     pt_conf_init(ccf->accept_mutex_delay, 500);

@@ -21,6 +21,7 @@
 #include "../core/loop.h"
 #include "../core/time.h"
 #include "../net/conn.h"
+#include "../net/sendq.h"
 #include "../net/listen.h"
 
 #define WORKER_MAX_EVENTS 512
@@ -207,6 +208,8 @@ static int worker_init(pt_cycle_t *cycle, int slot, int fork_worker)
     }
 
     pt_listening_multi_accept = ccf->core.multi_accept == 1;
+    if (ccf->core.io_uring_send == 1)
+        (void) pt_sendq_init(256);
     pt_conn_shutting_down = 0;
 
     for (size_t i = 0; i < cycle->nmodules; i++) {
@@ -345,6 +348,7 @@ void pt_worker_run(pt_cycle_t *cycle, int slot)
     worker_loop(cycle, 0);
     exit_worker_hooks(cycle);
     pt_listening_stop(&cycle->listening);
+    pt_sendq_done();
     pt_loop_done();
     pt_buf_freelist_drain();
     exit(0);
@@ -357,6 +361,7 @@ int pt_single_process_run(pt_cycle_t *cycle)
     worker_loop(cycle, 1);
     exit_worker_hooks(cycle);
     pt_listening_stop(&cycle->listening);
+    pt_sendq_done();
     pt_loop_done();
     pt_buf_freelist_drain();
     return 0;

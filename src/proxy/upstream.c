@@ -773,6 +773,17 @@ static void send_request(pt_upstream_t *u)
                         return;
                     }
                 } else {
+                    /* the head may still be staged (sendq.c): it goes first */
+                    int sync = pt_conn_sync(c);
+                    if (sync == PT_IO_AGAIN) {
+                        pt_timer_add(&c->io.write, u->conf->send_timeout);
+                        return;
+                    }
+                    if (sync < 0) {
+                        next_upstream(u, PT_UPSTREAM_FT_ERROR,
+                                      "writev() failed while sending request to upstream", errno);
+                        return;
+                    }
                     w = sendfile(c->io.fd, u->body_fd, &off, want);
                     if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
                         c->io.write.ready = 0;

@@ -1492,7 +1492,7 @@ static void plain_http(tls_conn_t *tc)
     };
     /* a small answer on a fresh socket: one try, then close */
     (void) pt_conn_writev(c, iov, 2);
-    shutdown(c->io.fd, SHUT_WR);
+    (void) pt_conn_shutdown_wr(c);
     tls_close(tc);
 }
 

@@ -1,0 +1,520 @@
+/* Batched sends through io_uring (see sendq.h for the contract).
+ *
+ * A block is a connection's staging buffer: data[0, len) holds bytes the
+ * owner was told are written; [0, done) went to the kernel; [done,
+ * done + inflight) is the one send request in flight. Blocks with work to do
+ * sit on the dirty list; flush() (the loop's hook, before epoll_wait) turns
+ * each into requests and submits them all with one io_uring_enter(), then
+ * reaps the completions, most of which (loopback, socket buffer not full)
+ * are already there. A send that could not finish at once completes later:
+ * the ring's fd is in the epoll set, and its completion re-dirties the
+ * block or posts the owner's write event.
+ *
+ * A block whose connection was closed is an orphan: it owns the fd until its
+ * bytes are sent (or a minute has passed), then closes it; its fd was taken
+ * out of the epoll set at once, because the record behind the old epoll
+ * registration may already serve another connection. */
+#include "sendq.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "../core/log.h"
+#include "../core/loop.h"
+
+#define BLOCK_CAP      16384u   /* bytes one block holds */
+#define SMALL_MAX      8192u    /* writes up to this size are staged */
+#define FREE_MAX       64u      /* blocks kept for reuse */
+#define ORPHAN_MSEC    60000    /* an orphan's bytes get this long (send_timeout's default) */
+#define TAG_NONE       ((uint64_t) 1)   /* user_data of requests without a block */
+
+struct pt_sendq_s {
+    struct pt_sendq_s *next;    /* dirty list or free list */
+    pt_conn_t  *c;              /* NULL for an orphan */
+    int         fd;
+    uint32_t    len, done, inflight;
+    unsigned    dirty:1;
+    unsigned    want_write:1;   /* the owner got PT_IO_AGAIN: post its write event */
+    unsigned    shut_wr:1, shut_sent:1;
+    unsigned    orphan:1, del_sent:1, close_sent:1, cancel_sent:1;
+    pt_event_t  timer;          /* an orphan's deadline */
+    char        data[BLOCK_CAP];
+};
+typedef struct pt_sendq_s sendq_t;
+
+pt_sendq_stats_t pt_sendq_stats;
+
+static struct io_uring ring;
+static int      enabled;
+static pt_io_t  ring_io;
+static sendq_t *dirty;
+static sendq_t *free_blocks;
+static unsigned free_n;
+static unsigned live;           /* blocks allocated (staged, in flight or orphaned) */
+
+int pt_sendq_enabled(void)
+{
+    return enabled;
+}
+
+static sendq_t *block_get(void)
+{
+    sendq_t *b = free_blocks;
+    if (b != NULL) {
+        free_blocks = b->next;
+        free_n--;
+    } else {
+        b = malloc(sizeof(*b));
+        if (b == NULL)
+            return NULL;
+    }
+    memset(b, 0, offsetof(sendq_t, data));
+    b->fd = -1;
+    b->timer.timer_index = SIZE_MAX;
+    live++;
+    return b;
+}
+
+static void block_free(sendq_t *b)
+{
+    pt_timer_del(&b->timer);
+    live--;
+    if (free_n < FREE_MAX) {
+        b->next = free_blocks;
+        free_blocks = b;
+        free_n++;
+    } else {
+        free(b);
+    }
+}
+
+static void mark_dirty(sendq_t *b)
+{
+    if (b->dirty)
+        return;
+    b->dirty = 1;
+    b->next = dirty;
+    dirty = b;
+}
+
+static void wake_writer(pt_conn_t *c)
+{
+    c->io.write.ready = 1;
+    if (c->io.write.handler && c->io.write.active)
+        pt_event_post(&c->io.write);
+}
+
+static int quiet_error(int err)
+{
+    return err == ECONNRESET || err == EPIPE || err == ENOTCONN || err == ETIMEDOUT
+           || err == ECANCELED;
+}
+
+/* A block that is not dirty and has nothing in flight: free it when its
+ * work is over. Returns 1 when freed. */
+static int settle(sendq_t *b)
+{
+    if (b->dirty || b->inflight)
+        return 0;
+    if (b->done == b->len)
+        b->done = b->len = 0;          /* compact: the whole block is free again */
+    if (b->orphan) {
+        if (!b->close_sent)
+            return 0;
+        block_free(b);
+        return 1;
+    }
+    if (b->len || (b->shut_wr && !b->shut_sent))
+        return 0;
+    pt_conn_t *c = b->c;
+    int ww = b->want_write;
+    c->sendq = NULL;
+    block_free(b);
+    if (ww)
+        wake_writer(c);
+    return 1;
+}
+
+static struct io_uring_sqe *sqe_get(void)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    if (sqe == NULL) {
+        pt_sendq_stats.submits++;
+        (void) io_uring_submit(&ring);
+        sqe = io_uring_get_sqe(&ring);
+    }
+    if (sqe != NULL)
+        pt_sendq_stats.sqes++;
+    return sqe;
+}
+
+static void orphan_timeout(pt_event_t *ev)
+{
+    sendq_t *b = ev->data;
+    if (b->inflight && !b->cancel_sent) {
+        struct io_uring_sqe *sqe = sqe_get();
+        if (sqe == NULL)
+            return;
+        io_uring_prep_cancel64(sqe, (uint64_t) (uintptr_t) b, 0);
+        io_uring_sqe_set_data64(sqe, TAG_NONE);
+        b->cancel_sent = 1;
+        pt_sendq_stats.submits++;
+        (void) io_uring_submit(&ring);
+    }
+}
+
+/* Turns a dirty block into requests: [epoll DEL] [send] [shutdown] [close],
+ * the last three hard-linked so that each runs after the one before has
+ * finished, whatever its result. */
+static void prepare(sendq_t *b)
+{
+    b->dirty = 0;
+    if (io_uring_sq_space_left(&ring) < 4) {
+        pt_sendq_stats.submits++;
+        (void) io_uring_submit(&ring);
+    }
+    struct io_uring_sqe *sqe;
+
+    if (b->orphan && !b->del_sent) {
+        sqe = sqe_get();
+        if (sqe == NULL)
+            goto retry;
+        io_uring_prep_epoll_ctl(sqe, pt_loop_epfd(), b->fd, EPOLL_CTL_DEL, NULL);
+        io_uring_sqe_set_data64(sqe, TAG_NONE);
+        b->del_sent = 1;
+    }
+    if (b->inflight) {
+        if (b->orphan && !b->timer.timer_set) {
+            b->timer.handler = orphan_timeout;
+            b->timer.data = b;
+            pt_timer_add(&b->timer, ORPHAN_MSEC);
+        }
+        return;                         /* its completion re-dirties it */
+    }
+    if (b->done == b->len)
+        b->done = b->len = 0;
+    int more = (b->shut_wr && !b->shut_sent) || (b->orphan && !b->close_sent);
+    if (b->len > b->done) {
+        sqe = sqe_get();
+        if (sqe == NULL)
+            goto retry;
+        io_uring_prep_send(sqe, b->fd, b->data + b->done, b->len - b->done,
+                           MSG_NOSIGNAL | MSG_WAITALL);
+        io_uring_sqe_set_data64(sqe, (uint64_t) (uintptr_t) b);
+        if (more)
+            sqe->flags |= IOSQE_IO_HARDLINK;
+        b->inflight = b->len - b->done;
+        if (b->orphan) {
+            b->timer.handler = orphan_timeout;
+            b->timer.data = b;
+            pt_timer_add(&b->timer, ORPHAN_MSEC);
+        }
+    }
+    if (b->shut_wr && !b->shut_sent) {
+        sqe = sqe_get();
+        if (sqe == NULL)
+            goto retry;
+        io_uring_prep_shutdown(sqe, b->fd, SHUT_WR);
+        io_uring_sqe_set_data64(sqe, TAG_NONE);
+        if (b->orphan && !b->close_sent)
+            sqe->flags |= IOSQE_IO_HARDLINK;
+        b->shut_sent = 1;
+    }
+    if (b->orphan && !b->close_sent) {
+        sqe = sqe_get();
+        if (sqe == NULL)
+            goto retry;
+        io_uring_prep_close(sqe, b->fd);
+        io_uring_sqe_set_data64(sqe, TAG_NONE);
+        b->close_sent = 1;
+    }
+    (void) settle(b);
+    return;
+
+retry:
+    /* no submission entry even after a submit: try again next turn */
+    mark_dirty(b);
+}
+
+static void completion(sendq_t *b, int res)
+{
+    uint32_t want = b->inflight;
+    b->inflight = 0;
+    pt_sendq_stats.completions++;
+    if (res >= 0 && (uint32_t) res == want) {
+        b->done += want;
+    } else {
+        pt_sendq_stats.errors++;
+        b->done = b->len;               /* the rest cannot follow a gap */
+        if (b->c != NULL) {
+            pt_conn_t *c = b->c;
+            int err = res < 0 ? -res : EPIPE;
+            c->io.write.error = 1;
+            if (!quiet_error(err))
+                pt_log_error(PT_LOG_INFO, &c->log, err, "send() failed");
+            b->want_write = 1;          /* let a waiting owner see the error */
+        }
+    }
+    if (b->orphan && b->close_sent && b->done == b->len) {
+        if (!b->dirty)
+            block_free(b);
+        return;
+    }
+    if (b->done < b->len || (b->shut_wr && !b->shut_sent) || (b->orphan && !b->close_sent)) {
+        mark_dirty(b);
+        return;
+    }
+    (void) settle(b);
+}
+
+static void reap(void)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, count = 0;
+
+    io_uring_for_each_cqe(&ring, head, cqe) {
+        count++;
+        if (cqe->user_data == TAG_NONE) {
+            if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOENT
+                && !quiet_error(-cqe->res))
+                pt_log_error(PT_LOG_INFO, pt_log_default, -cqe->res,
+                             "io_uring request failed");
+            continue;
+        }
+        completion((sendq_t *) (uintptr_t) cqe->user_data, cqe->res);
+    }
+    io_uring_cq_advance(&ring, count);
+}
+
+static void flush(void)
+{
+    for (int round = 0; round < 4 && dirty != NULL; round++) {
+        sendq_t *list = dirty;
+        dirty = NULL;
+        while (list != NULL) {
+            sendq_t *b = list;
+            list = b->next;
+            prepare(b);
+        }
+        if (io_uring_sq_ready(&ring)) {
+            pt_sendq_stats.submits++;
+            (void) io_uring_submit(&ring);
+        }
+        reap();
+    }
+}
+
+static void on_ring(pt_event_t *ev)
+{
+    (void) ev;
+    reap();
+}
+
+int pt_sendq_init(unsigned entries)
+{
+    if (enabled)
+        return 1;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_COOP_TASKRUN;
+    int rc = io_uring_queue_init_params(entries, &ring, &p);
+    if (rc < 0) {
+        memset(&p, 0, sizeof(p));
+        rc = io_uring_queue_init_params(entries, &ring, &p);
+    }
+    if (rc < 0) {
+        pt_log_error(PT_LOG_INFO, pt_log_default, -rc,
+                     "io_uring is not available, sends are not batched");
+        return 0;
+    }
+    memset(&ring_io, 0, sizeof(ring_io));
+    ring_io.fd = ring.ring_fd;
+    ring_io.read.timer_index = SIZE_MAX;
+    ring_io.write.timer_index = SIZE_MAX;
+    if (pt_loop_add_io(&ring_io) != 0) {
+        pt_log_error(PT_LOG_INFO, pt_log_default, errno,
+                     "epoll_ctl(io_uring) failed, sends are not batched");
+        io_uring_queue_exit(&ring);
+        return 0;
+    }
+    ring_io.read.handler = on_ring;
+    ring_io.write.active = 0;
+    enabled = 1;
+    pt_loop_set_flush_hook(flush);
+    return 1;
+}
+
+void pt_sendq_done(void)
+{
+    if (!enabled)
+        return;
+    flush();
+    /* what is still in flight gets a second at most: the process is going */
+    for (int i = 0; i < 100 && live > 0; i++) {
+        struct __kernel_timespec ts = { 0, 10 * 1000 * 1000 };
+        struct io_uring_cqe *cqe;
+        (void) io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
+        reap();
+        flush();
+    }
+    pt_loop_set_flush_hook(NULL);
+    pt_loop_forget_io(&ring_io);
+    io_uring_queue_exit(&ring);   /* cancels the rest */
+    enabled = 0;
+    dirty = NULL;
+    while (free_blocks != NULL) {
+        sendq_t *b = free_blocks;
+        free_blocks = b->next;
+        free(b);
+    }
+    free_n = 0;
+}
+
+/* The staged bytes and the owner's in one sendmsg(). */
+static ssize_t send_combined(pt_conn_t *c, sendq_t *b, const struct iovec *iov, int n,
+                             size_t total)
+{
+    struct iovec v[65];
+    size_t staged = b->len - b->done;
+    int k = 0;
+    v[k++] = (struct iovec) { b->data + b->done, staged };
+    for (int i = 0; i < n && k < 65; i++)
+        v[k++] = iov[i];
+
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = v;
+    msg.msg_iovlen = (size_t) k;
+    pt_sendq_stats.direct++;
+    ssize_t w;
+    do
+        w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+
+    if (w < 0) {
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            c->io.write.ready = 0;
+            b->want_write = 1;
+            return PT_IO_AGAIN;
+        }
+        b->done = b->len;
+        (void) settle(b);
+        c->io.write.error = 1;
+        c->io.write.ready = 0;
+        if (!quiet_error(err))
+            pt_log_error(PT_LOG_INFO, &c->log, err, "writev() failed");
+        errno = err;
+        return -1;
+    }
+    if ((size_t) w < staged) {
+        b->done += (uint32_t) w;
+        c->io.write.ready = 0;
+        b->want_write = 1;
+        return PT_IO_AGAIN;
+    }
+    b->done = b->len;
+    w -= (ssize_t) staged;
+    (void) settle(b);                   /* freed unless still on the dirty list */
+    if ((size_t) w < total)
+        c->io.write.ready = 0;
+    return w;
+}
+
+ssize_t pt_sendq_writev(pt_conn_t *c, const struct iovec *iov, int n, size_t total)
+{
+    sendq_t *b = c->sendq;
+
+    if (total == 0)
+        return 0;
+    if (total <= SMALL_MAX && (b == NULL || b->len + total <= BLOCK_CAP)) {
+        if (b == NULL) {
+            b = block_get();
+            if (b == NULL)
+                return PT_SENDQ_DIRECT;
+            b->c = c;
+            b->fd = c->io.fd;
+            c->sendq = b;
+        }
+        char *p = b->data + b->len;
+        for (int i = 0; i < n; i++) {
+            memcpy(p, iov[i].iov_base, iov[i].iov_len);
+            p += iov[i].iov_len;
+        }
+        b->len += (uint32_t) total;
+        pt_sendq_stats.staged++;
+        mark_dirty(b);
+        return (ssize_t) total;
+    }
+    if (b == NULL)
+        return PT_SENDQ_DIRECT;
+    if (b->inflight || b->shut_wr) {
+        b->want_write = 1;
+        c->io.write.ready = 0;
+        return PT_IO_AGAIN;
+    }
+    if (b->len == b->done) {
+        (void) settle(b);
+        return PT_SENDQ_DIRECT;
+    }
+    return send_combined(c, b, iov, n, total);
+}
+
+int pt_sendq_sync(pt_conn_t *c)
+{
+    sendq_t *b = c->sendq;
+    if (b == NULL)
+        return 0;
+    if (b->inflight || (b->shut_wr && !b->shut_sent)) {
+        b->want_write = 1;
+        c->io.write.ready = 0;
+        return PT_IO_AGAIN;
+    }
+    if (b->len > b->done) {
+        struct iovec none = { NULL, 0 };
+        ssize_t w = send_combined(c, b, &none, 0, 0);
+        if (w < 0)
+            return (int) w;
+    }
+    if (c->sendq != NULL && c->sendq->len > c->sendq->done)
+        return PT_IO_AGAIN;
+    return 0;
+}
+
+int pt_sendq_shutdown_wr(pt_conn_t *c)
+{
+    sendq_t *b = c->sendq;
+    if (b == NULL || (!b->inflight && b->len == b->done))
+        return shutdown(c->io.fd, SHUT_WR);
+    b->shut_wr = 1;
+    mark_dirty(b);
+    return 0;
+}
+
+int pt_sendq_close(pt_conn_t *c)
+{
+    sendq_t *b = c->sendq;
+    c->sendq = NULL;
+    b->c = NULL;
+    b->want_write = 0;
+    b->orphan = 1;
+    if (!b->inflight && b->len == b->done) {
+        /* nothing left to send: the caller closes the fd itself */
+        b->del_sent = b->close_sent = 1;
+        if (!b->dirty)
+            block_free(b);
+        return 0;
+    }
+    b->fd = c->io.fd;
+    pt_loop_forget_io(&c->io);
+    c->io.fd = -1;
+    mark_dirty(b);
+    return 1;
+}
