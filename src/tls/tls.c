@@ -25,6 +25,7 @@
 #include "../http/proxy_protocol.h"
 #include "../http/request.h"
 #include "../http/variables.h"
+#include "../net/sendq.h"
 
 /* Forward-secret AEAD suites only (TLS 1.2; TLS 1.3 suites are all AEAD).
  * DHE suites apply only when ssl_dhparam is given. */
@@ -1228,13 +1229,81 @@ static long bio_read_cb(BIO *b, int oper, const char *argp, size_t len, int argi
     return ret;
 }
 
+/* The write BIO: what OpenSSL writes goes through the connection's
+ * batched sends (src/net/sendq.c), so the records of one loop iteration
+ * leave in one io_uring_enter() with everything else; when batching is off
+ * or a write is large, it is a plain send(). */
+static BIO_METHOD *conn_bio_method;
+
+static int conn_bio_write(BIO *b, const char *data, size_t len, size_t *written)
+{
+    pt_conn_t *c = BIO_get_data(b);
+
+    BIO_clear_retry_flags(b);
+    *written = 0;
+    if (len == 0)
+        return 1;
+    ssize_t n = PT_SENDQ_DIRECT;
+    if (pt_sendq_enabled()) {
+        struct iovec v = { (void *) data, len };
+        n = pt_sendq_writev(c, &v, 1, len);
+    }
+    if (n == PT_SENDQ_DIRECT) {
+        do
+            n = send(c->io.fd, data, len, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            n = PT_IO_AGAIN;
+    }
+    if (n == PT_IO_AGAIN) {
+        BIO_set_retry_write(b);
+        return 0;
+    }
+    if (n < 0)
+        return 0;
+    *written = (size_t) n;
+    return 1;
+}
+
+static long conn_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void) b;
+    (void) num;
+    (void) ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int conn_bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO *conn_bio_new(pt_conn_t *c)
+{
+    if (conn_bio_method == NULL) {
+        BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                                     "portico connection");
+        if (m == NULL || !BIO_meth_set_write_ex(m, conn_bio_write)
+            || !BIO_meth_set_ctrl(m, conn_bio_ctrl) || !BIO_meth_set_create(m, conn_bio_create)) {
+            BIO_meth_free(m);
+            return NULL;
+        }
+        conn_bio_method = m;
+    }
+    BIO *b = BIO_new(conn_bio_method);
+    if (b != NULL)
+        BIO_set_data(b, c);
+    return b;
+}
+
 /* As SSL_set_fd, but with a BIO for reading and another for writing (on
  * the same fd), so that the read BIO's callback is not also called for
  * every write and its flush. */
-static int set_socket(SSL *ssl, int fd)
+static int set_socket(SSL *ssl, pt_conn_t *c)
 {
-    BIO *rb = BIO_new_socket(fd, BIO_NOCLOSE);
-    BIO *wb = rb ? BIO_new_socket(fd, BIO_NOCLOSE) : NULL;
+    BIO *rb = BIO_new_socket(c->io.fd, BIO_NOCLOSE);
+    BIO *wb = rb ? conn_bio_new(c) : NULL;
     if (wb == NULL) {
         BIO_free(rb);
         return -1;
@@ -1318,7 +1387,7 @@ static void first_byte(tls_conn_t *tc)
         }
         ERR_clear_error();
         tc->ssl = SSL_new(sscf->ctx);
-        if (tc->ssl == NULL || set_socket(tc->ssl, c->io.fd) != 0) {
+        if (tc->ssl == NULL || set_socket(tc->ssl, c) != 0) {
             pt__tls_error(PT_LOG_ALERT, &c->log, "SSL_new() failed");
             tls_close(tc);
             return;
@@ -1820,7 +1889,7 @@ void pt_tls_upstream_connect(pt_conn_t *c, pt_tls_upstream_conf_t *uc, const pt_
     }
     ERR_clear_error();
     ssl = SSL_new(uc->ctx);
-    if (ssl == NULL || set_socket(ssl, c->io.fd) != 0) {
+    if (ssl == NULL || set_socket(ssl, c) != 0) {
         SSL_free(ssl);
         pt__tls_error(PT_LOG_ALERT, &c->log, "SSL_new() failed");
         done(c, -1);
