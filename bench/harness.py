@@ -57,6 +57,9 @@ HAPROXY_MAXCONN = min(IDLE_CONNS + 200, (FD_HARD - 100) // 2)
 IDLE_CONNS = min(IDLE_CONNS, HAPROXY_MAXCONN - 150)
 
 PORTICO = os.environ.get("PORTICO_BIN", os.path.join(ROOT, "build", "portico"))
+# An A/B run: target "portico-base" runs this binary with Portico's config
+# (e.g. a build of main), interleaved with "portico" in the same run.
+PORTICO_BASE = os.environ.get("PORTICO_BASE_BIN", "")
 NGINX = "/usr/sbin/nginx"
 HAPROXY = "/usr/sbin/haproxy"
 TLS_ISSUE = 5          # TLS termination and HTTP/2
@@ -80,7 +83,7 @@ SCENARIOS = {
 ORDER = ["h1-small", "h1-100k", "h1-conn-close", "post-1m", "tls-h1", "tls-handshake",
          "tls-resume", "h2", "big", "idle"]
 GROUPS = {"all": ORDER, "smoke": ORDER, "h1": ORDER[:4], "tls": ["tls-h1", "tls-handshake", "tls-resume", "h2"]}
-TARGETS = ["direct", "portico", "nginx", "haproxy"]
+TARGETS = ["direct", "portico", "portico-base", "nginx", "haproxy"]
 
 started = []           # Popen objects this harness started (ended by PID at exit)
 WORK = None
@@ -321,7 +324,7 @@ class Proxy:
                 f.write(haproxy_cfg(self.ports, self.tls, self.work))
             argv = [HAPROXY, "-f", cfg, "-db"]
         else:
-            binary = NGINX if self.target == "nginx" else PORTICO
+            binary = {"nginx": NGINX, "portico-base": PORTICO_BASE}.get(self.target, PORTICO)
             conf = conf_for(self.target, self.ports, self.tls)
             if isinstance(conf, Unsupported):
                 return str(conf)
@@ -381,6 +384,8 @@ def conf_for(target, ports, tls):
     """nginx runs the generated config as is. Portico runs the same file;
     when `portico -t` rejects a directive, that directive is dropped (and the
     drop is reported), so the run still happens and the difference is visible."""
+    if target == "portico-base":
+        target = "portico"
     key = (target, tls)
     if key in _conf_cache:
         return _conf_cache[key]
@@ -745,7 +750,7 @@ def table(name, results):
     L.append("")
     if "portico" in meds:
         pm = meds["portico"]
-        for peer in ("nginx", "haproxy"):
+        for peer in ("portico-base", "nginx", "haproxy"):
             if peer not in meds:
                 continue
             q = meds[peer]
@@ -906,10 +911,15 @@ def main(argv):
     global TARGETS
     if len(what) > 1:
         TARGETS = [t for t in TARGETS if t in what[1:]]
-        unknown = [t for t in what[1:] if t not in ("direct", "portico", "nginx", "haproxy")]
+        unknown = [t for t in what[1:] if t not in ("direct", "portico", "portico-base", "nginx", "haproxy")]
         if unknown:
-            log(f"bench: unknown target(s) {unknown}; known: direct portico nginx haproxy")
+            log(f"bench: unknown target(s) {unknown}; known: direct portico portico-base nginx haproxy")
             return 2
+    else:
+        TARGETS = [t for t in TARGETS if t != "portico-base"]
+    if "portico-base" in TARGETS and not os.access(PORTICO_BASE, os.X_OK):
+        log("bench: target portico-base needs PORTICO_BASE_BIN (an executable)")
+        return 2
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
@@ -952,6 +962,11 @@ def run_all(names):
         snap = os.path.join(WORK, "portico")
         shutil.copy2(PORTICO, snap)
         PORTICO = snap
+    global PORTICO_BASE
+    if PORTICO_BASE and os.access(PORTICO_BASE, os.X_OK):
+        snap = os.path.join(WORK, "portico-base")
+        shutil.copy2(PORTICO_BASE, snap)
+        PORTICO_BASE = snap
 
     BACKEND = spawn([os.path.join(TOOLS, "backend"), str(ports.backend)], cpu=LOAD_CPU)
     for _ in range(50):

@@ -5,7 +5,8 @@
 #
 # SCENARIO: all | smoke | h1 | tls | h1-small | h1-100k | h1-conn-close | post-1m |
 #           tls-h1 | tls-handshake | tls-resume | h2 | big | idle
-# TARGET:   direct portico nginx haproxy (default: all four)
+# TARGET:   direct portico nginx haproxy (default: all four); portico-base runs
+#           $PORTICO_BASE_BIN (another build) with the same config, for an A/B run
 #
 # Environment: BENCH_SECONDS (6), BENCH_REPS (3), BENCH_BIG_MB (1024),
 # BENCH_IDLE_CONNS (10000), BENCH_PORT_BASE (29100), PORTICO_BIN (build/portico),
