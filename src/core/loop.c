@@ -43,6 +43,12 @@ static size_t deferred_len, deferred_cap;
 
 /* Run at the start of every iteration, before epoll_wait (batched sends). */
 static void (*flush_hook)(void);
+/* Replaces epoll_wait (io_uring's EPOLL_WAIT with the batched sends, one
+ * system call for both); see pt_loop_set_waiter(). */
+static pt_loop_waiter_t waiter;
+/* Set while the waiter has an epoll wait in flight that may fill `batch`
+ * before the loop reads it: forget() then clears the whole batch. */
+static int batch_armed;
 
 int pt_loop_init(int max_events)
 {
@@ -78,6 +84,8 @@ int pt_loop_init(int max_events)
 void pt_loop_done(void)
 {
     flush_hook = NULL;
+    waiter = NULL;
+    batch_armed = 0;
     if (ep >= 0)
         close(ep);
     ep = -1;
@@ -152,6 +160,13 @@ static void forget(pt_io_t *io)
     io->write.ready = 0;
     if (io == cur_io)
         cur_deleted = 1;
+    if (batch_armed) {
+        for (int i = 0; i < batch_cap; i++) {
+            if (batch[i].data.ptr == io)
+                batch[i].data.ptr = NULL;
+        }
+        return;
+    }
     for (int i = batch_i + 1; i < batch_n; i++) {
         if (batch[i].data.ptr == io)
             batch[i].data.ptr = NULL;
@@ -182,6 +197,17 @@ int pt_loop_epfd(void)
 void pt_loop_set_flush_hook(void (*fn)(void))
 {
     flush_hook = fn;
+}
+
+void pt_loop_set_waiter(pt_loop_waiter_t fn)
+{
+    waiter = fn;
+    batch_armed = 0;
+}
+
+void pt_loop_batch_armed(int armed)
+{
+    batch_armed = armed;
 }
 
 int pt_loop_close_io(pt_io_t *io)
@@ -317,7 +343,8 @@ int pt_loop_once(int64_t max_wait_ms)
     if (wait > INT_MAX)
         wait = INT_MAX;
 
-    int n = epoll_wait(ep, batch, batch_cap, (int) wait);
+    int n = waiter ? waiter(batch, batch_cap, (int) wait)
+                   : epoll_wait(ep, batch, batch_cap, (int) wait);
     int err = errno;
     pt_time_update();
 

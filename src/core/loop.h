@@ -68,6 +68,15 @@ int  pt_loop_epfd(void);
 /* fn runs at the start of every pt_loop_once(), before epoll_wait: the
  * batched-send flush (src/net/sendq.c). Cleared by pt_loop_done(). */
 void pt_loop_set_flush_hook(void (*fn)(void));
+/* fn(batch, cap, timeout_ms) replaces epoll_wait(): returns the number of
+ * events it put in batch, 0 (timeout, interrupted, or nothing yet), or -1
+ * with errno. A waiter that leaves an epoll wait in flight when it returns
+ * (the kernel may fill batch later) calls pt_loop_batch_armed(1) so that
+ * deleted ios are cleared from the whole batch. NULL: epoll_wait(). */
+struct epoll_event;
+typedef int (*pt_loop_waiter_t)(struct epoll_event *batch, int cap, int timeout_ms);
+void pt_loop_set_waiter(pt_loop_waiter_t fn);
+void pt_loop_batch_armed(int armed);
 int  pt_loop_defer_free(void (*fn)(void *), void *p);
 
 /* A re-arm that moves an armed timer's deadline by less than this keeps the

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +35,9 @@
 #define FREE_MAX       64u      /* blocks kept for reuse */
 #define ORPHAN_MSEC    60000    /* an orphan's bytes get this long (send_timeout's default) */
 #define TAG_NONE       ((uint64_t) 1)   /* user_data of requests without a block */
+#define TAG_EPOLL      ((uint64_t) 2)   /* the loop's epoll wait */
+/* IORING_OP_EPOLL_WAIT (Linux 6.15; the enum is ABI), newer than liburing 2.3 */
+#define OP_EPOLL_WAIT  59
 
 struct pt_sendq_s {
     struct pt_sendq_s *next;    /* dirty list or free list */
@@ -58,6 +62,15 @@ static sendq_t *dirty;
 static sendq_t *free_blocks;
 static unsigned free_n;
 static unsigned live;           /* blocks allocated (staged, in flight or orphaned) */
+
+/* Waiter mode: the loop's epoll wait is an io_uring request submitted with
+ * the sends, so a busy iteration costs one system call, not two. The ring
+ * is DEFER_TASKRUN: completions (and the epoll wait filling the loop's
+ * batch) happen only inside our own io_uring_enter(GETEVENTS) calls. */
+static int waiter_mode;
+static int epw_pending;         /* the epoll wait is in flight */
+static int epw_result = -1;     /* its result, not yet handed to the loop */
+static int epw_broken;          /* it failed: plain epoll_wait from now on */
 
 int pt_sendq_enabled(void)
 {
@@ -281,6 +294,22 @@ static void reap(void)
 
     io_uring_for_each_cqe(&ring, head, cqe) {
         count++;
+        if (cqe->user_data == TAG_EPOLL) {
+            epw_pending = 0;
+            if (cqe->res >= 0) {
+                epw_result = cqe->res;
+            } else {
+                epw_result = 0;
+                if (cqe->res != -EINTR && cqe->res != -EAGAIN && cqe->res != -ECANCELED) {
+                    epw_broken = 1;
+                    pt_log_error(PT_LOG_ALERT, pt_log_default, -cqe->res,
+                                 "io_uring epoll wait failed, using epoll_wait()");
+                }
+            }
+            continue;
+        }
+        if (cqe->user_data == LIBURING_UDATA_TIMEOUT)
+            continue;
         if (cqe->user_data == TAG_NONE) {
             if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOENT
                 && !quiet_error(-cqe->res))
@@ -293,7 +322,7 @@ static void reap(void)
     io_uring_cq_advance(&ring, count);
 }
 
-static void flush(void)
+static void flush_rounds(int submit)
 {
     for (int round = 0; round < 4 && dirty != NULL; round++) {
         sendq_t *list = dirty;
@@ -303,12 +332,89 @@ static void flush(void)
             list = b->next;
             prepare(b);
         }
+        if (!submit)
+            return;          /* the waiter submits them with its epoll wait */
         if (io_uring_sq_ready(&ring)) {
             pt_sendq_stats.submits++;
             (void) io_uring_submit(&ring);
         }
         reap();
     }
+}
+
+static void flush(void)
+{
+    flush_rounds(!waiter_mode);
+}
+
+static int uring_wait(struct epoll_event *batch, int cap, int timeout_ms)
+{
+    if (epw_broken) {
+        if (io_uring_sq_ready(&ring) || dirty != NULL) {
+            pt_sendq_stats.submits++;
+            (void) io_uring_submit_and_get_events(&ring);
+            reap();
+        }
+        return epoll_wait(pt_loop_epfd(), batch, cap, timeout_ms);
+    }
+    if (!epw_pending && epw_result < 0) {
+        struct io_uring_sqe *sqe = sqe_get();
+        if (sqe != NULL) {
+            io_uring_prep_rw(OP_EPOLL_WAIT, sqe, pt_loop_epfd(), batch, (unsigned) cap, 0);
+            io_uring_sqe_set_data64(sqe, TAG_EPOLL);
+            epw_pending = 1;
+        }
+    }
+    if (epw_result < 0) {
+        struct io_uring_cqe *cqe;
+        pt_sendq_stats.submits++;
+        if (timeout_ms == 0) {
+            (void) io_uring_submit_and_get_events(&ring);
+        } else if (timeout_ms < 0) {
+            (void) io_uring_submit_and_wait_timeout(&ring, &cqe, 1, NULL, NULL);
+        } else {
+            struct __kernel_timespec ts = { timeout_ms / 1000, (timeout_ms % 1000) * 1000000L };
+            (void) io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, NULL);
+        }
+        reap();
+    }
+    int n = epw_result;
+    epw_result = -1;
+    /* still in flight: the kernel may fill the batch before we read it */
+    pt_loop_batch_armed(epw_pending);
+    return n < 0 ? 0 : n;
+}
+
+/* IORING_OP_EPOLL_WAIT exists and does what its number says: an epoll set
+ * with one ready eventfd must come back as that one event. */
+static int epoll_wait_works(void)
+{
+    int ok = 0;
+    int ep2 = epoll_create1(EPOLL_CLOEXEC);
+    int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event e, out[2];
+    memset(&e, 0, sizeof(e));
+    memset(out, 0, sizeof(out));
+    e.events = EPOLLIN;
+    e.data.u64 = 0x5054;
+    if (ep2 >= 0 && efd >= 0 && epoll_ctl(ep2, EPOLL_CTL_ADD, efd, &e) == 0) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        struct io_uring_cqe *cqe = NULL;
+        if (sqe != NULL) {
+            io_uring_prep_rw(OP_EPOLL_WAIT, sqe, ep2, out, 2, 0);
+            io_uring_sqe_set_data64(sqe, 3);
+            struct __kernel_timespec ts = { 1, 0 };
+            if (io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, NULL) >= 0 && cqe != NULL) {
+                ok = cqe->user_data == 3 && cqe->res == 1 && out[0].data.u64 == 0x5054;
+                io_uring_cqe_seen(&ring, cqe);
+            }
+        }
+    }
+    if (ep2 >= 0)
+        close(ep2);
+    if (efd >= 0)
+        close(efd);
+    return ok;
 }
 
 static void on_ring(pt_event_t *ev)
@@ -322,6 +428,21 @@ int pt_sendq_init(unsigned entries)
     if (enabled)
         return 1;
     struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    if (io_uring_queue_init_params(entries, &ring, &p) == 0) {
+        if (epoll_wait_works()) {
+            waiter_mode = 1;
+            epw_pending = epw_broken = 0;
+            epw_result = -1;
+            enabled = 1;
+            pt_loop_set_flush_hook(flush);
+            pt_loop_set_waiter(uring_wait);
+            return 1;
+        }
+        io_uring_queue_exit(&ring);
+    }
+    waiter_mode = 0;
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_COOP_TASKRUN;
     int rc = io_uring_queue_init_params(entries, &ring, &p);
@@ -355,17 +476,22 @@ void pt_sendq_done(void)
 {
     if (!enabled)
         return;
-    flush();
+    flush_rounds(1);
     /* what is still in flight gets a second at most: the process is going */
     for (int i = 0; i < 100 && live > 0; i++) {
         struct __kernel_timespec ts = { 0, 10 * 1000 * 1000 };
         struct io_uring_cqe *cqe;
         (void) io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
         reap();
-        flush();
+        flush_rounds(1);
     }
     pt_loop_set_flush_hook(NULL);
-    pt_loop_forget_io(&ring_io);
+    if (waiter_mode)
+        pt_loop_set_waiter(NULL);
+    else
+        pt_loop_forget_io(&ring_io);
+    waiter_mode = epw_pending = 0;
+    epw_result = -1;
     io_uring_queue_exit(&ring);   /* cancels the rest */
     enabled = 0;
     dirty = NULL;
@@ -513,6 +639,14 @@ int pt_sendq_close(pt_conn_t *c)
         return 0;
     }
     b->fd = c->io.fd;
+    if (epw_pending) {
+        /* an epoll wait in flight could report the fd before a queued
+         * DEL runs, for a record that may serve another connection then */
+        struct epoll_event none;
+        memset(&none, 0, sizeof(none));
+        (void) epoll_ctl(pt_loop_epfd(), EPOLL_CTL_DEL, b->fd, &none);
+        b->del_sent = 1;
+    }
     pt_loop_forget_io(&c->io);
     c->io.fd = -1;
     mark_dirty(b);
