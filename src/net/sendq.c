@@ -48,6 +48,9 @@ struct pt_sendq_s {
     unsigned    want_write:1;   /* the owner got PT_IO_AGAIN: post its write event */
     unsigned    shut_wr:1, shut_sent:1;
     unsigned    orphan:1, del_sent:1, close_sent:1, cancel_sent:1;
+    unsigned    shut_pending:1; /* the shutdown request has not completed: it
+                                 * holds the file, so the fd must not be closed
+                                 * by anyone but this block until then */
     pt_event_t  timer;          /* an orphan's deadline */
     char        data[BLOCK_CAP];
 };
@@ -134,7 +137,7 @@ static int quiet_error(int err)
  * work is over. Returns 1 when freed. */
 static int settle(sendq_t *b)
 {
-    if (b->dirty || b->inflight)
+    if (b->dirty || b->inflight || b->shut_pending)
         return 0;
     if (b->done == b->len)
         b->done = b->len = 0;          /* compact: the whole block is free again */
@@ -235,7 +238,8 @@ static void prepare(sendq_t *b)
         if (sqe == NULL)
             goto retry;
         io_uring_prep_shutdown(sqe, b->fd, SHUT_WR);
-        io_uring_sqe_set_data64(sqe, TAG_NONE);
+        io_uring_sqe_set_data64(sqe, (uint64_t) (uintptr_t) b | 1);
+        b->shut_pending = 1;
         if (b->orphan && !b->close_sent)
             sqe->flags |= IOSQE_IO_HARDLINK;
         b->shut_sent = 1;
@@ -276,7 +280,7 @@ static void completion(sendq_t *b, int res)
         }
     }
     if (b->orphan && b->close_sent && b->done == b->len) {
-        if (!b->dirty)
+        if (!b->dirty && !b->shut_pending)
             block_free(b);
         return;
     }
@@ -310,6 +314,18 @@ static void reap(void)
         }
         if (cqe->user_data == LIBURING_UDATA_TIMEOUT)
             continue;
+        if ((cqe->user_data & 1) && cqe->user_data != TAG_NONE) {
+            /* a block's shutdown */
+            sendq_t *b = (sendq_t *) (uintptr_t) (cqe->user_data & ~(uint64_t) 1);
+            b->shut_pending = 0;
+            if (b->orphan && b->close_sent && !b->inflight && b->done == b->len) {
+                if (!b->dirty)
+                    block_free(b);
+            } else {
+                (void) settle(b);
+            }
+            continue;
+        }
         if (cqe->user_data == TAG_NONE) {
             if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOENT
                 && !quiet_error(-cqe->res))
@@ -631,8 +647,12 @@ int pt_sendq_close(pt_conn_t *c)
     b->c = NULL;
     b->want_write = 0;
     b->orphan = 1;
-    if (!b->inflight && b->len == b->done) {
-        /* nothing left to send: the caller closes the fd itself */
+    if (!b->inflight && b->len == b->done && !b->shut_pending) {
+        /* nothing left to send: the caller closes the fd itself, and the
+         * block must never name that fd again (its number is reused at
+         * once), not even for a shutdown still to be queued */
+        b->shut_wr = 0;
+        b->fd = -1;
         b->del_sent = b->close_sent = 1;
         if (!b->dirty)
             block_free(b);
