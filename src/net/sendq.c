@@ -195,6 +195,10 @@ static void prepare(sendq_t *b)
     if (io_uring_sq_space_left(&ring) < 4) {
         pt_sendq_stats.submits++;
         (void) io_uring_submit(&ring);
+        if (io_uring_sq_space_left(&ring) < 4) {
+            mark_dirty(b);              /* a chain is never split: next turn */
+            return;
+        }
     }
     struct io_uring_sqe *sqe;
 
