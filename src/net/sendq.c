@@ -77,7 +77,7 @@ static int epw_broken;          /* it failed: plain epoll_wait from now on */
 
 int pt_sendq_enabled(void)
 {
-    return enabled;
+    return enabled ? 1 + waiter_mode : 0;
 }
 
 static sendq_t *block_get(void)
@@ -445,12 +445,17 @@ static void on_ring(pt_event_t *ev)
 
 int pt_sendq_init(unsigned entries)
 {
+    return pt_sendq_init_mode(entries, 1);
+}
+
+int pt_sendq_init_mode(unsigned entries, int allow_waiter)
+{
     if (enabled)
         return 1;
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-    if (io_uring_queue_init_params(entries, &ring, &p) == 0) {
+    if (allow_waiter && io_uring_queue_init_params(entries, &ring, &p) == 0) {
         if (epoll_wait_works()) {
             waiter_mode = 1;
             epw_pending = epw_broken = 0;

@@ -30,9 +30,13 @@ typedef struct pt_conn_s pt_conn_t;
 /* Per worker, after pt_loop_init(). Returns 1 when batching is on, 0 when it
  * stays off (the reason is logged at info). */
 int  pt_sendq_init(unsigned entries);
+/* allow_waiter 0: never the epoll-wait mode (the unit test covers both). */
+int  pt_sendq_init_mode(unsigned entries, int allow_waiter);
 /* Sends what is staged and waits (bounded) for what is in flight, then
  * frees the ring. Before pt_loop_done(). */
 void pt_sendq_done(void);
+/* 0 off, 1 sends batched (ring fd in the epoll set), 2 sends and the epoll
+ * wait in one submission. */
 int  pt_sendq_enabled(void);
 
 /* For src/net/conn.c. pt_sendq_writev() returns PT_SENDQ_DIRECT when the

@@ -255,20 +255,25 @@ int main(void)
         printf("Bail out! loop\n");
         return 1;
     }
-    if (!pt_sendq_init(64)) {
-        note("io_uring is not available here: batched sends stay off");
-        ok(!pt_sendq_enabled(), "off");
-        pt_loop_done();
-        return done_testing();
+    for (int waiter = 1; waiter >= 0; waiter--) {
+        if (!pt_sendq_init_mode(64, waiter)) {
+            note("io_uring is not available here: batched sends stay off");
+            ok(!pt_sendq_enabled(), "off");
+            break;
+        }
+        note("mode %d (%s)", pt_sendq_enabled(),
+             pt_sendq_enabled() == 2 ? "sends and the epoll wait in one submission"
+                                     : "sends only, ring fd in the epoll set");
+        subtest("staged then flushed", test_staged_then_flushed);
+        subtest("large after staged", test_large_after_staged);
+        subtest("socket full", test_socket_full);
+        subtest("close with staged bytes", test_close_with_staged_bytes);
+        subtest("shutdown after staged bytes", test_shutdown_after_staged);
+        subtest("sync", test_sync);
+        subtest("fd reuse after close", test_fd_reuse_after_close);
+        pt_sendq_done();
+        ok(!pt_sendq_enabled(), "off after done");
     }
-    subtest("staged then flushed", test_staged_then_flushed);
-    subtest("large after staged", test_large_after_staged);
-    subtest("socket full", test_socket_full);
-    subtest("close with staged bytes", test_close_with_staged_bytes);
-    subtest("shutdown after staged bytes", test_shutdown_after_staged);
-    subtest("sync", test_sync);
-    subtest("fd reuse after close", test_fd_reuse_after_close);
-    pt_sendq_done();
     pt_loop_done();
     return done_testing();
 }
