@@ -123,7 +123,9 @@ static void mark_dirty(sendq_t *b)
 static void wake_writer(pt_conn_t *c)
 {
     c->io.write.ready = 1;
-    if (c->io.write.handler && c->io.write.active)
+    /* not only when EPOLLOUT is armed: an accepted connection registers
+     * without it until a write blocks (pt_conn_want_write) */
+    if (c->io.write.handler)
         pt_event_post(&c->io.write);
 }
 
@@ -449,7 +451,12 @@ static void on_ring(pt_event_t *ev)
 
 int pt_sendq_init(unsigned entries)
 {
-    return pt_sendq_init_mode(entries, 1);
+    /* valgrind holds signals while io_uring_enter() waits (a TERM would
+     * wait for the next 5 s timeout, over and over): under it the loop
+     * keeps epoll_wait, which valgrind knows how to interrupt */
+    const char *pre = getenv("LD_PRELOAD");
+    int valgrind = pre != NULL && strstr(pre, "vgpreload") != NULL;
+    return pt_sendq_init_mode(entries, !valgrind);
 }
 
 int pt_sendq_init_mode(unsigned entries, int allow_waiter)
