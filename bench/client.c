@@ -12,6 +12,11 @@
  *       Sends N GET PATH requests one after the other on one keep-alive
  *       connection (reconnecting if the server closes it) and prints
  *       "done N_OK N_FAILED SECONDS". Used by bench/profile.sh.
+ *
+ *   client close HOST PORT N PATH
+ *       As reqs, but each request on a new connection with "Connection:
+ *       close" (read until the server closes). bench/profile.sh with
+ *       PROFILE_CLOSE=1 (the h1-conn-close path).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -109,8 +114,9 @@ static void on_term(int s) { (void)s; stop = 1; }
 
 int main(int argc, char **argv)
 {
-    if (argc < 6 || (strcmp(argv[1], "idle") && strcmp(argv[1], "reqs"))) {
-        fprintf(stderr, "usage: %s idle HOST PORT N PATH HOLD_SECONDS | reqs HOST PORT N PATH\n", argv[0]);
+    if (argc < 6 || (strcmp(argv[1], "idle") && strcmp(argv[1], "reqs") && strcmp(argv[1], "close"))) {
+        fprintf(stderr, "usage: %s idle HOST PORT N PATH HOLD_SECONDS | reqs|close HOST PORT N PATH\n",
+                argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -121,8 +127,30 @@ int main(int argc, char **argv)
         return 2;
     }
     long n = atol(argv[4]);
-    req_len = (size_t)snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: bench-client\r\n\r\n",
-                               argv[5], argv[2]);
+    int close_mode = strcmp(argv[1], "close") == 0;
+    req_len = (size_t)snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: bench-client\r\n%s\r\n",
+                               argv[5], argv[2], close_mode ? "Connection: close\r\n" : "");
+
+    if (close_mode) {
+        long ok = 0, failed = 0;
+        double t0 = now();
+        for (long i = 0; i < n; i++) {
+            int fd = dial();
+            int st = fd < 0 ? -1 : exchange(fd);
+            if (st >= 200 && st < 300) {
+                char b[256];
+                while (read(fd, b, sizeof(b)) > 0)   /* until the server's FIN */
+                    ;
+                ok++;
+            } else {
+                failed++;
+            }
+            if (fd >= 0)
+                close(fd);
+        }
+        printf("done %ld %ld %.3f\n", ok, failed, now() - t0);
+        return failed ? 1 : 0;
+    }
 
     if (strcmp(argv[1], "reqs") == 0) {
         long ok = 0, failed = 0;

@@ -17,7 +17,8 @@
 # strace -c gives the syscalls per request the same way.
 #
 # Environment: PROFILE_REQS (2000), PROFILE_WARM (200), PROFILE_PATH (/1k; /100k for
-# the 100 KiB answer), PORTICO_BIN,
+# the 100 KiB answer), PROFILE_CLOSE=1 (a new connection with "Connection: close"
+# per request: the h1-conn-close path), PORTICO_BIN,
 # PROFILE_TOP (25 functions listed per proxy), PROFILE_PORT_BASE (29150),
 # BENCH_KEEP=1 keeps the work folder (callgrind files for callgrind_annotate).
 set -euo pipefail
@@ -30,6 +31,7 @@ TOP="${PROFILE_TOP:-25}"
 RPATH="${PROFILE_PATH:-/1k}"
 PORTICO="${PORTICO_BIN:-$ROOT/build/portico}"
 BASE="${PROFILE_PORT_BASE:-29150}"
+CMODE=reqs; [ -n "${PROFILE_CLOSE:-}" ] && CMODE=close
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(portico nginx)
 
@@ -123,7 +125,7 @@ run_once() {
     kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
     return 1
   fi
-  taskset -c 1 "$TOOLS/client" reqs 127.0.0.1 "$PPORT" "$n" "$RPATH" >"$prefix/client.out"
+  taskset -c 1 "$TOOLS/client" "$CMODE" 127.0.0.1 "$PPORT" "$n" "$RPATH" >"$prefix/client.out"
   # valgrind/strace/perf pass TERM on to the proxy, which exits and lets them write.
   local child
   child="$(cat /proc/"$pid"/task/*/children 2>/dev/null | awk '{print $1}' | head -1)"
@@ -141,7 +143,11 @@ total_of() {   # mode prefix -> number
 }
 
 echo
-echo "GET $RPATH, $REQS requests on one keep-alive connection"
+if [ "$CMODE" = close ]; then
+  echo "GET $RPATH, $REQS requests, each on a new connection (Connection: close)"
+else
+  echo "GET $RPATH, $REQS requests on one keep-alive connection"
+fi
 echo
 echo "| proxy | instructions/request | syscalls/request | top syscalls per request |"
 echo "|---|---:|---:|---|"

@@ -136,11 +136,37 @@ static int add(pt_io_t *io, uint32_t flags)
 
 int pt_loop_add_io(pt_io_t *io)
 {
+    io->write.lazy = 0;
     return add(io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+}
+
+int pt_loop_add_io_lazy(pt_io_t *io)
+{
+    if (add(io, EPOLLIN | EPOLLRDHUP | EPOLLET) != 0)
+        return -1;
+    io->write.active = 0;
+    io->write.lazy = 1;
+    io->write.ready = 1;
+    return 0;
+}
+
+int pt_loop_want_write(pt_io_t *io)
+{
+    if (!io->write.lazy || io->fd < 0 || !io->read.active)
+        return 0;
+    struct epoll_event ee;
+    ee.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ee.data.ptr = io;
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, io->fd, &ee) != 0)
+        return -1;
+    io->write.lazy = 0;
+    io->write.active = 1;
+    return 0;
 }
 
 int pt_loop_add_listen(pt_io_t *io)
 {
+    io->write.lazy = 0;
     int rc = add(io, EPOLLIN | EPOLLEXCLUSIVE);
     io->write.active = 0;
     return rc;
@@ -158,6 +184,7 @@ static void forget(pt_io_t *io)
     io->write.active = 0;
     io->read.ready = 0;
     io->write.ready = 0;
+    io->write.lazy = 0;
     if (io == cur_io)
         cur_deleted = 1;
     if (batch_armed) {

@@ -29,6 +29,8 @@ struct pt_event_s {
     unsigned    posted:1;
     unsigned    write:1;       /* this is the write event */
     unsigned    active:1;      /* registered with epoll */
+    unsigned    lazy:1;        /* write event of an io registered by
+                                * pt_loop_add_io_lazy() and not armed yet */
 };
 
 /* An fd with its two events; embed it in the owner (libuv style). The events'
@@ -46,6 +48,19 @@ void pt_loop_done(void);
 /* Registers io->fd for EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET. Initialises the
  * events' flags (not handler/data). Returns 0 or -1. */
 int  pt_loop_add_io(pt_io_t *io);
+/* As pt_loop_add_io(), but without EPOLLOUT until pt_loop_want_write():
+ * for accepted sockets, which are writable from the start, so the EPOLLOUT
+ * edge that registration reports at once would only cost a loop iteration
+ * (an epoll_wait) per connection. write.ready starts at 1 (assumed
+ * writable), write.active at 0 (no EPOLLOUT, EPOLLHUP/EPOLLERR go to the read
+ * handler only). Whoever clears write.ready to wait for EPOLLOUT must call
+ * pt_loop_want_write() (pt_conn_want_write() for a connection). */
+int  pt_loop_add_io_lazy(pt_io_t *io);
+/* Arms EPOLLOUT on an io registered by pt_loop_add_io_lazy() (one
+ * EPOLL_CTL_MOD, once; the socket's current state is reported, so a socket
+ * that became writable in between is not missed). Nothing for any other io
+ * or one already armed. Returns 0 or -1 (errno set). */
+int  pt_loop_want_write(pt_io_t *io);
 /* Level-triggered EPOLLIN with EPOLLEXCLUSIVE (listening sockets). */
 int  pt_loop_add_listen(pt_io_t *io);
 /* Unregisters, deletes timers and posted entries of both events. Must be

@@ -126,7 +126,10 @@ static void reclaim_idle(pt_log_t *log)
     }
 }
 
-pt_conn_t *pt_conn_get(int fd, pt_log_t *log)
+static ssize_t lazy_send(pt_conn_t *c, const char *buf, size_t size);
+static ssize_t lazy_writev(pt_conn_t *c, struct iovec *iov, int n);
+
+static pt_conn_t *conn_take(int fd, pt_log_t *log, int lazy)
 {
     if (log == NULL)
         log = pt_log_default;
@@ -149,13 +152,13 @@ pt_conn_t *pt_conn_get(int fd, pt_log_t *log)
     c->io.read.timer_index = SIZE_MAX;
     c->io.write.timer_index = SIZE_MAX;
     c->recv = pt_conn_recv;
-    c->send = pt_conn_send;
-    c->writev = pt_conn_writev;
+    c->send = lazy ? lazy_send : pt_conn_send;
+    c->writev = lazy ? lazy_writev : pt_conn_writev;
     c->number = pt_conn_next_number();
     c->log = *log;
     c->log.connection = c->number;
 
-    if (pt_loop_add_io(&c->io) != 0) {
+    if ((lazy ? pt_loop_add_io_lazy(&c->io) : pt_loop_add_io(&c->io)) != 0) {
         pt_log_error(PT_LOG_ALERT, log, errno, "epoll_ctl(EPOLL_CTL_ADD, %d) failed", fd);
         c->destroyed = 1;
         c->io.fd = -1;
@@ -166,6 +169,49 @@ pt_conn_t *pt_conn_get(int fd, pt_log_t *log)
     }
     c->io.write.write = 1;
     return c;
+}
+
+pt_conn_t *pt_conn_get(int fd, pt_log_t *log)
+{
+    return conn_take(fd, log, 0);
+}
+
+pt_conn_t *pt_conn_get_accepted(int fd, pt_log_t *log)
+{
+    return conn_take(fd, log, 1);
+}
+
+void pt_conn_want_write(pt_conn_t *c)
+{
+    if (c->send == lazy_send)
+        c->send = pt_conn_send;
+    if (c->writev == lazy_writev)
+        c->writev = pt_conn_writev;
+    if (!c->io.write.lazy)
+        return;
+    if (pt_loop_want_write(&c->io) != 0) {
+        /* the write waits for send_timeout at worst */
+        pt_log_error(PT_LOG_ALERT, &c->log, errno, "epoll_ctl(EPOLL_CTL_MOD, %d) failed",
+                     c->io.fd);
+    }
+}
+
+/* The plain functions of an accepted connection until its first write
+ * blocks: then EPOLLOUT is armed and the plain functions take over. */
+static ssize_t lazy_send(pt_conn_t *c, const char *buf, size_t size)
+{
+    ssize_t n = pt_conn_send(c, buf, size);
+    if (!c->io.write.ready && !c->io.write.error)
+        pt_conn_want_write(c);
+    return n;
+}
+
+static ssize_t lazy_writev(pt_conn_t *c, struct iovec *iov, int n)
+{
+    ssize_t w = pt_conn_writev(c, iov, n);
+    if (!c->io.write.ready && !c->io.write.error)
+        pt_conn_want_write(c);
+    return w;
 }
 
 void pt_conn_close(pt_conn_t *c)

@@ -70,6 +70,17 @@ pt_conn_t *pt_conn_get(int fd, pt_log_t *log);
  * loop skips events already fetched for the old registration). Idempotent:
  * a second close of the same record is ignored until it is reused. */
 void pt_conn_close(pt_conn_t *c);
+/* pt_conn_get() for an accepted socket: registered without EPOLLOUT
+ * (pt_loop_add_io_lazy(): a fresh socket is writable, and the EPOLLOUT edge
+ * registration would report costs a loop iteration per connection) with
+ * write.ready = 1. c->send and c->writev are the plain functions wrapped so
+ * that a write that blocks (clears write.ready) arms EPOLLOUT; any other
+ * code that clears write.ready to wait for the write event (TLS) must call
+ * pt_conn_want_write(). */
+pt_conn_t *pt_conn_get_accepted(int fd, pt_log_t *log);
+/* Arms EPOLLOUT on a connection from pt_conn_get_accepted() (once; nothing
+ * for any other) and puts the unwrapped plain send/writev back. */
+void pt_conn_want_write(pt_conn_t *c);
 void pt_conn_reusable(pt_conn_t *c, int reusable);
 /* Graceful shutdown: sets `close` on every idle keep-alive connection (on
  * the reusable list with requests > 0) and posts its read event. Connections

@@ -643,7 +643,7 @@ static int accept_one(pt_listening_t *ls, pt_event_t *ev)
      * the FIN whatever Nagle says; the protocols call pt_conn_nodelay() when
      * a connection stays open after a response (keep-alive), for HTTP/2,
      * TLS and tunnels (as nginx's tcp_nodelay) */
-    pt_conn_t *c = pt_conn_get(fd, log);
+    pt_conn_t *c = pt_conn_get_accepted(fd, log);
     if (c == NULL) {
         close(fd);
         pause_accept(100);

@@ -1456,6 +1456,7 @@ static void handshake(tls_conn_t *tc)
     }
     if (err == SSL_ERROR_WANT_WRITE) {
         c->io.write.ready = 0;
+        pt_conn_want_write(c);
         return;
     }
     tc->failed = 1;
@@ -1612,6 +1613,7 @@ ssize_t pt_tls_recv(pt_conn_t *c, char *buf, size_t size)
     case SSL_ERROR_WANT_WRITE:
         c->io.read.ready = 0;
         c->io.write.ready = 0;
+        pt_conn_want_write(c);
         return PT_IO_AGAIN;
     case SSL_ERROR_ZERO_RETURN:
         c->io.read.ready = 0;
@@ -1646,6 +1648,7 @@ ssize_t pt_tls_send(pt_conn_t *c, const char *buf, size_t size)
     case SSL_ERROR_WANT_WRITE:
     case SSL_ERROR_WANT_READ:
         c->io.write.ready = 0;
+        pt_conn_want_write(c);
         return PT_IO_AGAIN;
     case SSL_ERROR_SYSCALL:
         pt_log_error(PT_LOG_INFO, &c->log, errno, "SSL_write() failed");

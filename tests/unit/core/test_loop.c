@@ -110,6 +110,61 @@ static void test_io(void)
     ok(pt_loop_del_io(&a.io) == 0, "a second del_io is a no-op");
 }
 
+/* ---- registration without EPOLLOUT until a write blocks ----------------- */
+
+static void test_lazy_write(void)
+{
+    int sv[2];
+    pair(sv);
+    conn_t a, b;
+    conn_init(&a, sv[0]);
+    conn_init(&b, sv[1]);
+    ok(pt_loop_add_io_lazy(&a.io) == 0 && pt_loop_add_io(&b.io) == 0, "registered");
+    ok(a.io.read.active && !a.io.write.active && a.io.write.lazy && a.io.write.ready,
+       "lazy: read active, write assumed ready, not armed");
+    ok(pt_loop_want_write(&b.io) == 0 && b.io.write.active && !b.io.write.lazy,
+       "want_write is a no-op on a normal registration");
+
+    pt_loop_once(50);
+    ok(a.writes == 0 && b.writes == 1, "no EPOLLOUT edge for the lazy io at registration");
+
+    ok(write(sv[1], "x", 1) == 1, "peer wrote");
+    pt_loop_once(100);
+    ok(a.reads == 1 && a.bytes == 1 && a.writes == 0, "reads still reported, no write event");
+
+    /* fill until the socket blocks, arm, drain the peer: EPOLLOUT comes */
+    static char junk[65536];
+    while (write(sv[0], junk, sizeof(junk)) > 0)
+        ;
+    ok(errno == EAGAIN, "write blocked");
+    a.io.write.ready = 0;
+    ok(pt_loop_want_write(&a.io) == 0 && a.io.write.active && !a.io.write.lazy, "armed");
+    ok(pt_loop_want_write(&a.io) == 0 && a.io.write.active, "arming twice is harmless");
+    pt_loop_once(20);
+    ok(a.writes == 0, "still full: no write event");
+    while (read(sv[1], junk, sizeof(junk)) > 0)
+        ;
+    for (int i = 0; i < 20 && a.writes == 0; i++)
+        pt_loop_once(50);
+    ok(a.writes == 1 && a.io.write.ready, "write event once the peer drained");
+
+    /* writable before arming: the MOD reports it (no lost edge) */
+    int sv2[2];
+    pair(sv2);
+    conn_t c;
+    conn_init(&c, sv2[0]);
+    ok(pt_loop_add_io_lazy(&c.io) == 0, "second lazy io");
+    c.io.write.ready = 0;
+    ok(pt_loop_want_write(&c.io) == 0, "armed while writable");
+    pt_loop_once(100);
+    ok(c.writes == 1, "writable state reported by the arming itself");
+
+    ok(pt_loop_close_io(&a.io) == 0 && !a.io.write.lazy, "closed, lazy forgotten");
+    pt_loop_close_io(&b.io);
+    pt_loop_close_io(&c.io);
+    close(sv2[1]);
+}
+
 /* ---- deletion within a batch -------------------------------------------- */
 
 /* Two connections readable in one batch; the first handler to run deletes
@@ -555,6 +610,7 @@ int main(void)
     }
     (void) nonblock;
     subtest("io", test_io);
+    subtest("lazy write", test_lazy_write);
     subtest("del in batch", test_del_in_batch);
         subtest("self delete", test_self_delete);
     subtest("listen", test_listen);

@@ -142,6 +142,57 @@ static void test_io(void)
     pt_conn_close(c);
 }
 
+/* An accepted connection: no EPOLLOUT until a write blocks; the wrapped
+ * send/writev arm it and hand over to the plain functions. */
+static void test_accepted_lazy_write(void)
+{
+    int peer;
+    static char junk[65536];
+    char buf[64];
+
+    pt_conn_table_init(4);
+    pt_conn_t *c = pt_conn_get_accepted(pair(&peer), NULL);
+    ok(c != NULL, "connection");
+    ok(c->io.write.lazy && !c->io.write.active && c->io.write.ready, "write not armed, ready");
+
+    is_int(c->send(c, "pong", 4), 4, "send");
+    struct iovec iov[2] = { { "ab", 2 }, { "cde", 3 } };
+    is_int(c->writev(c, iov, 2), 5, "writev");
+    is_int(read(peer, buf, sizeof(buf)), 9, "peer got both");
+    ok(c->io.write.lazy && c->io.write.ready && c->send != pt_conn_send,
+       "writes that went out leave it unarmed");
+
+    struct iovec big = { junk, sizeof(junk) };
+    ssize_t w;
+    int calls = 0;
+    while ((w = c->writev(c, &big, 1)) > 0 && calls < 10000)
+        calls++;
+    is_int(w, PT_IO_AGAIN, "writev blocks at last");
+    ok(!c->io.write.lazy && c->io.write.active, "blocking write armed EPOLLOUT");
+    ok(c->send == pt_conn_send && c->writev == pt_conn_writev, "plain functions back");
+    pt_conn_want_write(c);
+    ok(c->io.write.active, "arming again is a no-op");
+    pt_conn_close(c);
+    close(peer);
+
+    /* send() blocking arms too */
+    c = pt_conn_get_accepted(pair(&peer), NULL);
+    ok(c != NULL, "second connection");
+    calls = 0;
+    while ((w = c->send(c, junk, sizeof(junk))) > 0 && calls < 10000)
+        calls++;
+    is_int(w, PT_IO_AGAIN, "send blocks at last");
+    ok(!c->io.write.lazy && c->io.write.active && c->send == pt_conn_send, "armed by send");
+    pt_conn_close(c);
+    close(peer);
+
+    /* an upstream-style connection is registered for both directions */
+    c = pt_conn_get(pair(&peer), NULL);
+    ok(c != NULL && !c->io.write.lazy && c->io.write.active, "pt_conn_get: EPOLLOUT at once");
+    pt_conn_close(c);
+    close(peer);
+}
+
 int main(void)
 {
     if (pt_loop_init(64) != 0) {
@@ -151,6 +202,7 @@ int main(void)
     subtest("table", test_table);
     subtest("close idle", test_close_idle);
     subtest("io", test_io);
+    subtest("accepted lazy write", test_accepted_lazy_write);
     pt_loop_done();
     return done_testing();
 }

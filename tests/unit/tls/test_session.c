@@ -159,6 +159,29 @@ static void test_ticket_keys(void)
     pt_pool_destroy(pool);
 }
 
+/* TLS 1.3 with stateless tickets: resumption never asks the cache, so
+ * nothing is stored; with ssl_session_tickets off (SSL_OP_NO_TICKET) the
+ * ticket is a session id and is stored. */
+static void test_tls13_tickets(void)
+{
+    SSL_SESSION *s = make_session(3000, 300, (long) time(NULL));
+    SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION);
+    on_new_session(ssl, s);
+    SSL_SESSION_free(s);
+    ok(lookup(3000) == NULL, "TLS 1.3, stateless tickets: not stored");
+
+    SSL_set_options(ssl, SSL_OP_NO_TICKET);
+    s = make_session(3001, 300, (long) time(NULL));
+    SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION);
+    on_new_session(ssl, s);
+    SSL_SESSION_free(s);
+    SSL_SESSION *g = lookup(3001);
+    ok(g != NULL, "TLS 1.3, tickets off: stored");
+    if (g)
+        SSL_SESSION_free(g);
+    SSL_clear_options(ssl, SSL_OP_NO_TICKET);
+}
+
 int main(void)
 {
     ctx = SSL_CTX_new(TLS_server_method());
@@ -178,6 +201,7 @@ int main(void)
     subtest("eviction", test_eviction);
     subtest("other process", test_other_process);
     subtest("ticket keys", test_ticket_keys);
+    subtest("tls 1.3 tickets", test_tls13_tickets);
 
     SSL_free(ssl);
     SSL_CTX_free(ctx);
