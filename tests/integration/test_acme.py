@@ -1,0 +1,419 @@
+"""Automatic HTTPS (acme_issuer / acme_certificate) against a real ACME
+server: Debian's `pebble`.
+
+Each test runs its own pebble on free loopback ports. Pebble's HTTP-01
+validation connects to the name being validated on its "httpPort", which is
+Portico's plain HTTP port of the test; the names resolve to 127.0.0.1
+through a tiny DNS server in this file (pebble -dnsserver). Pebble's own
+HTTPS certificate comes from trustme; Portico trusts it with the issuer's
+ssl_trusted_certificate. The certificates Pebble issues chain to a root that
+is fetched from Pebble's management port."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import free_port, http_get
+
+PEBBLE = shutil.which("pebble")
+pytestmark = pytest.mark.skipif(PEBBLE is None, reason="pebble is not installed "
+                                "(Debian package `pebble`, scripts/deps.sh)")
+
+NAME = "site.test"
+
+
+# ---------------------------------------------------------------- DNS
+class TinyDns:
+    """Answers every A query with 127.0.0.1 and every other type with an
+    empty NOERROR, over UDP on loopback."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = []
+        self._stop = False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                self.sock.sendto(self._answer(data), addr)
+            except Exception:
+                pass
+
+    def _answer(self, q):
+        qid = q[:2]
+        # question: name labels, then type and class
+        i = 12
+        labels = []
+        while q[i] != 0:
+            labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+            i += 1 + q[i]
+        qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+        question = q[12:i + 5]
+        self.queries.append((".".join(labels), qtype))
+        if qtype == 1:
+            head = qid + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
+            ans = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("127.0.0.1")
+            return head + question + ans
+        return qid + struct.pack("!HHHHH", 0x8180, 1, 0, 0, 0) + question
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+        self.t.join(2)
+
+
+# ---------------------------------------------------------------- pebble
+class Pebble:
+    def __init__(self, d, http_port, dns_port, port=None):
+        import trustme
+        self.dir = d
+        self.http_port = http_port
+        self.port = port or free_port()
+        self.mgmt = free_port()
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_path = os.path.join(d, "pebble-wfe-ca.pem")
+        cert = os.path.join(d, "pebble-wfe.crt")
+        key = os.path.join(d, "pebble-wfe.key")
+        ca.cert_pem.write_to_path(self.ca_path)
+        leaf.private_key_pem.write_to_path(key)
+        for i, blob in enumerate(leaf.cert_chain_pems):
+            blob.write_to_path(cert, append=i > 0)
+        self.conf = os.path.join(d, "pebble.json")
+        with open(self.conf, "w") as f:
+            json.dump({"pebble": {
+                "listenAddress": "127.0.0.1:%d" % self.port,
+                "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
+                "certificate": cert, "privateKey": key,
+                "httpPort": http_port, "tlsPort": free_port(),
+                "ocspResponderURL": "", "externalAccountBindingRequired": False}}, f)
+        self.dns_port = dns_port
+        self.proc = None
+        self.log_path = os.path.join(d, "pebble.log")
+
+    @property
+    def uri(self):
+        return "https://127.0.0.1:%d/dir" % self.port
+
+    def _ctx(self):
+        ctx = ssl.create_default_context(cafile=self.ca_path)
+        return ctx
+
+    def start(self):
+        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0",
+                   PEBBLE_AUTHZREUSE="0")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([PEBBLE, "-config", self.conf,
+                                      "-dnsserver", "127.0.0.1:%d" % self.dns_port],
+                                     stdout=self._log, stderr=self._log, env=env, cwd=self.dir)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "pebble exited:\n" + self.log()
+            try:
+                urllib.request.urlopen(self.uri, context=self._ctx(), timeout=2).read()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail("pebble did not start:\n" + self.log())
+
+    def root_pem(self):
+        return urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % self.mgmt,
+                                      context=self._ctx(), timeout=5).read().decode()
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-6000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def dns():
+    d = TinyDns()
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def pebble_factory(tmp_path, dns):
+    made = []
+
+    def make(http_port, start=True, port=None):
+        d = tmp_path / ("pebble%d" % len(made))
+        d.mkdir()
+        p = Pebble(str(d), http_port, dns.port, port=port)
+        made.append(p)
+        if start:
+            p.start()
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+CONF = """
+http {
+    acme_issuer pebble {
+        uri @URI@;
+        contact admin@example.test;
+        state_path @STATE@;
+        accept_terms_of_service;
+        ssl_trusted_certificate @CA@;
+    }
+    server {
+        listen 127.0.0.1:@PORT@;
+        server_name _;
+        location / { return 200 "plain\\n"; }
+    }
+    server {
+        listen 127.0.0.1:@PORT_TLS@ ssl;
+        server_name site.test;
+        acme_certificate pebble;
+        ssl_certificate $acme_certificate;
+        ssl_certificate_key $acme_certificate_key;
+        location / { return 200 "secure\\n"; }
+    }
+}
+"""
+
+
+def subst(pebble, state):
+    return {"URI": pebble.uri, "STATE": state, "CA": pebble.ca_path}
+
+
+def peer_cert(port, cafile=None, name=NAME):
+    """The certificate the TLS port presents for SNI `name`: (verified, dict
+    or DER). With cafile: verified against it (raises on failure)."""
+    if cafile:
+        ctx = ssl.create_default_context(cadata=cafile)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname=name) as t:
+            return t.getpeercert(), t.getpeercert(binary_form=True)
+
+
+def wait_for_verified(port, root, timeout=90.0, p=None):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            return peer_cert(port, cafile=root)
+        except (ssl.SSLError, OSError) as e:
+            last = e
+            time.sleep(0.2)
+    pytest.fail("no certificate from pebble's CA on the TLS port: %r%s" %
+                (last, p.diagnostics() if p else ""))
+
+
+def wait_log(p, pattern, timeout=60.0, count=1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.findall(pattern, p.error_log())
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    pytest.fail("%d x %r not in the error log%s" % (count, pattern, p.diagnostics()))
+
+
+def https_get(port, root, path="/"):
+    ctx = ssl.create_default_context(cadata=root)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname=NAME) as t:
+            t.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                       % (path, NAME)).encode())
+            data = b""
+            while True:
+                b = t.recv(65536)
+                if not b:
+                    break
+                data += b
+    return data
+
+
+# ---------------------------------------------------------------- tests
+
+def test_certificate_obtained_and_served(portico, pebble_factory, tmp_path):
+    port = free_port()
+    pb = pebble_factory(port)
+    state = str(tmp_path / "state")
+    p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, state))
+
+    root = pb.root_pem()
+    info, der = wait_for_verified(p.ports["PORT_TLS"], root, p=p)
+    sans = [v for k, v in info.get("subjectAltName", ()) if k == "DNS"]
+    assert sans == [NAME]
+    # the files the next start uses
+    assert os.path.exists(os.path.join(state, NAME + ".crt"))
+    assert os.stat(os.path.join(state, NAME + ".key")).st_mode & 0o077 == 0
+    assert os.stat(os.path.join(state, "account.key")).st_mode & 0o077 == 0
+    # served through the new certificate, and plain HTTP still answers
+    assert https_get(p.ports["PORT_TLS"], root).endswith(b"secure\n")
+    assert http_get("http://127.0.0.1:%d/" % port).body == b"plain\n"
+    log = p.error_log()
+    assert "acme: ordering a certificate for \"site.test\"" in log
+    assert "acme: certificate for \"site.test\" stored" in log
+
+
+class Spy:
+    """Pebble's httpPort: relays each validation request to Portico's port
+    and records what Portico answered."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.seen = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    def _conn(self, c):
+        with c:
+            c.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                b = c.recv(4096)
+                if not b:
+                    return
+                data += b
+            line = data.split(b"\r\n", 1)[0].decode()
+            host = re.search(rb"(?im)^host:\s*([^\r\n]+)", data)
+            path = line.split(" ")[1]
+            r = http_get("http://127.0.0.1:%d%s" % (self.target, path),
+                         headers={"Host": host.group(1).decode() if host else NAME})
+            self.seen.append((path, r.status, r.body, host.group(1) if host else None))
+            c.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                      % (r.status, len(r.body)) + r.body)
+
+    def close(self):
+        self.sock.close()
+
+
+def jwk_thumbprint(account_key_path):
+    import base64
+    import hashlib
+    from cryptography.hazmat.primitives import serialization
+    with open(account_key_path, "rb") as f:
+        k = serialization.load_pem_private_key(f.read(), None)
+    nums = k.public_key().public_numbers()
+
+    def b64(n):
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+    jwk = '{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}' % (b64(nums.x), b64(nums.y))
+    return base64.urlsafe_b64encode(hashlib.sha256(jwk.encode()).digest()).rstrip(b"=").decode()
+
+
+def test_challenge_path_serves_key_authorization(portico, pebble_factory, tmp_path):
+    port = free_port()
+    spy = Spy(port)
+    try:
+        pb = pebble_factory(spy.port)
+        state = str(tmp_path / "state")
+        p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, state))
+        wait_for_verified(p.ports["PORT_TLS"], pb.root_pem(), p=p)
+        assert spy.seen, "pebble never fetched the challenge"
+        thumb = jwk_thumbprint(os.path.join(state, "account.key"))
+        for path, status, body, host in spy.seen:
+            m = re.fullmatch(r"/\.well-known/acme-challenge/([A-Za-z0-9_-]+)", path)
+            assert m, path
+            assert status == 200
+            assert body.decode() == "%s.%s" % (m.group(1), thumb)
+        # once the order is over, the token is withdrawn: the request goes to
+        # the configuration (the server's location /)
+        path = spy.seen[-1][0]
+        r = http_get("http://127.0.0.1:%d%s" % (port, path), headers={"Host": NAME})
+        assert r.body == b"plain\n"
+    finally:
+        spy.close()
+
+
+def test_issuer_down_retries_and_plain_http_works(portico, pebble_factory, tmp_path):
+    port = free_port()
+    pb = pebble_factory(port, start=False)      # configured, not running
+    state = str(tmp_path / "state")
+    p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, state))
+
+    wait_log(p, r"acme: cannot connect to \"127\.0\.0\.1:%d\"" % pb.port)
+    wait_log(p, r"could not obtain a certificate for \"site\.test\", next attempt in \d+ s",
+             count=2)
+    # plain HTTP unaffected; the TLS port answers with the placeholder
+    assert http_get("http://127.0.0.1:%d/" % port).body == b"plain\n"
+    from cryptography import x509
+    _, der = peer_cert(p.ports["PORT_TLS"])
+    cert = x509.load_der_x509_certificate(der)
+    assert cert.issuer == cert.subject, "not the self-signed placeholder"
+    assert NAME in cert.subject.rfc4514_string()
+    with pytest.raises(ssl.SSLError):
+        peer_cert(p.ports["PORT_TLS"], cafile=pb.root_pem() if pb.proc else None or
+                  open(pb.ca_path).read())
+    # the issuer comes back: the next attempt succeeds
+    pb.start()
+    wait_for_verified(p.ports["PORT_TLS"], pb.root_pem(), timeout=120, p=p)
+    assert http_get("http://127.0.0.1:%d/" % port).body == b"plain\n"
+
+
+def test_state_survives_restart(portico, pebble_factory, tmp_path):
+    port = free_port()
+    pb = pebble_factory(port)
+    state = str(tmp_path / "state")
+    conf = CONF.replace("@PORT@", str(port))
+    p = portico(conf, subst=subst(pb, state))
+    root = pb.root_pem()
+    _, der1 = wait_for_verified(p.ports["PORT_TLS"], root, p=p)
+    tls_port = p.ports["PORT_TLS"]
+    p.stop()
+
+    conf2 = conf.replace("@PORT_TLS@", str(tls_port))
+    p2 = portico(conf2, subst=subst(pb, state))
+    # the stored certificate is used from the first handshake on
+    _, der2 = peer_cert(tls_port, cafile=root)
+    assert der2 == der1
+    wait_log(p2, r"acme: certificate for \"site\.test\" is valid until")
+    assert "ordering a certificate" not in p2.error_log()
+    assert "placeholder" not in p2.error_log()
