@@ -81,7 +81,8 @@ extern pt_module_t pt_http_acme_module;
 typedef struct {
     pt_str_t    name;
     pt_str_t    uri;
-    pt_str_t    contact;
+    pt_array_t *contacts;         /* pt_str_t, or NULL */
+    pt_str_t    account_key;      /* a PEM file; empty: generated in state_path */
     pt_str_t    state_path;
     pt_str_t    trusted;          /* ssl_trusted_certificate */
     int         verify;           /* ssl_verify (on) */
@@ -118,6 +119,7 @@ typedef struct {
  * (release); workers read slots whose state is 1 (acquire). */
 typedef struct {
     _Atomic unsigned state;
+    pid_t owner;                  /* the helper that published it */
     char token[TOKEN_MAX];
     char keyauth[KEYAUTH_MAX];
 } acme_slot_t;
@@ -153,9 +155,22 @@ static const char *issuer_line(pt_conf_t *cf, void *data)
         is->uri = a[1];
     } else if (strcmp(name, "contact") == 0) {
         NARGS(1);
-        is->contact = a[1];
+        if (is->contacts == NULL) {
+            is->contacts = pt_array_create(cf->pool, 2, sizeof(pt_str_t));
+            if (is->contacts == NULL)
+                return "out of memory";
+        }
+        pt_str_t *c = pt_array_push(is->contacts);
+        if (c == NULL)
+            return "out of memory";
+        *c = a[1];
     } else if (strcmp(name, "state_path") == 0) {
         NARGS(1);
+        if (strcmp(a[1].data, "off") == 0) {
+            pt_conf_error(cf, PT_LOG_EMERG, 0, "\"state_path off\" is not supported: the "
+                          "certificates are kept in files");
+            return PT_CONF_ERROR;
+        }
         is->state_path = a[1];
         if (pt_conf_full_name(cf->cycle, &is->state_path, 0) != 0)
             return PT_CONF_ERROR;
@@ -178,8 +193,28 @@ static const char *issuer_line(pt_conf_t *cf, void *data)
                           "it must be \"on\" or \"off\"", a[1].data);
             return PT_CONF_ERROR;
         }
-    } else if (strcmp(name, "external_account_key") == 0 || strcmp(name, "challenge") == 0
-               || strcmp(name, "account_key") == 0 || strcmp(name, "ssl_trusted_certificate") == 0) {
+    } else if (strcmp(name, "account_key") == 0) {
+        NARGS(1);
+        if (strcmp(a[1].data, "ecdsa") == 0 || strcmp(a[1].data, "ecdsa:256") == 0) {
+            is->account_key.len = 0;
+        } else if (strncmp(a[1].data, "ecdsa:", 6) == 0 || strncmp(a[1].data, "rsa", 3) == 0) {
+            pt_conf_error(cf, PT_LOG_EMERG, 0, "\"account_key %s\" is not supported, only "
+                          "ecdsa:256 (ES256) keys", a[1].data);
+            return PT_CONF_ERROR;
+        } else {
+            is->account_key = a[1];
+            if (pt_conf_full_name(cf->cycle, &is->account_key, 1) != 0)
+                return PT_CONF_ERROR;
+        }
+    } else if (strcmp(name, "challenge") == 0) {
+        NARGS(1);
+        if (strcmp(a[1].data, "http-01") != 0 && strcmp(a[1].data, "http") != 0) {
+            pt_conf_error(cf, PT_LOG_EMERG, 0, "\"challenge %s\" is not supported, only http-01",
+                          a[1].data);
+            return PT_CONF_ERROR;
+        }
+    } else if (strcmp(name, "external_account_key") == 0 || strcmp(name, "preferred_chain") == 0
+               || strcmp(name, "profile") == 0) {
         pt_conf_error(cf, PT_LOG_EMERG, 0, "\"%s\" is not supported in \"acme_issuer\"", name);
         return PT_CONF_ERROR;
     } else {
@@ -351,9 +386,12 @@ static void *create_srv_conf(pt_conf_t *cf)
     return pt_pcalloc(cf->pool, sizeof(acme_srv_conf_t));
 }
 
+/* A server_name usable as an identifier: ".x.test" counts as "x.test";
+ * wildcards and regular expressions do not (http-01 cannot prove them). */
 static int plain_name(const pt_str_t *n)
 {
-    if (n->len == 0 || n->data[0] == '~' || n->data[0] == '.' || memchr(n->data, '*', n->len))
+    if (n->len == 0 || n->data[0] == '~' || memchr(n->data, '*', n->len)
+        || (n->data[0] == '.' && n->len == 1))
         return 0;
     if (n->len == 1 && n->data[0] == '_')
         return 0;
@@ -398,6 +436,16 @@ static acme_cert_t *server_cert(pt_conf_t *cf, pt_http_core_srv_conf_t *cscf)
             if (p == NULL)
                 return bad;
             *p = sn[i].name;
+            if (p->data[0] == '.') {
+                p->data++;
+                p->len--;
+            }
+            for (size_t k = 0; k + 1 < ids->nelts; k++) {
+                if (pt_str_eq(&((pt_str_t *) ids->elts)[k], p)) {
+                    ids->nelts--;     /* "x.test .x.test" */
+                    break;
+                }
+            }
         }
     }
     if (ids->nelts == 0) {
@@ -1073,8 +1121,20 @@ static int client_ready(client_t *c)
 
     if (c->key == NULL) {
         char path[1100];
+        if (c->is->account_key.len) {
+            c->key = read_key(c->is->account_key.data);
+            if (c->key == NULL || EVP_PKEY_get_bits(c->key) != 256
+                || !EVP_PKEY_is_a(c->key, "EC")) {
+                pt_log_error(PT_LOG_ERR, c->log, 0, "acme: cannot use \"account_key\" \"%s\": "
+                             "a P-256 EC key in PEM is needed", c->is->account_key.data);
+                EVP_PKEY_free(c->key);
+                c->key = NULL;
+                return -1;
+            }
+        }
         snprintf(path, sizeof(path), "%s/account.key", c->is->state_path.data);
-        c->key = read_key(path);
+        if (c->key == NULL)
+            c->key = read_key(path);
         if (c->key == NULL) {
             size_t n = 0;
             char *pem;
@@ -1116,17 +1176,20 @@ static int client_ready(client_t *c)
         pt_log_error(PT_LOG_WARN, c->log, 0, "acme: issuer \"%s\" has terms of service and "
                      "\"accept_terms_of_service\" is not set", c->is->name.data);
 
-    char payload[1200], qc[1100];
+    char payload[4096], qc[1100];
     int n = snprintf(payload, sizeof(payload), "{\"termsOfServiceAgreed\":%s",
                      c->is->tos ? "true" : "false");
-    if (c->is->contact.len) {
+    pt_str_t *ct = c->is->contacts ? c->is->contacts->elts : NULL;
+    for (size_t i = 0; ct && i < c->is->contacts->nelts; i++) {
         char mail[1024];
-        snprintf(mail, sizeof(mail), "%s%s", strncmp(c->is->contact.data, "mailto:", 7) ? "mailto:" : "",
-                 c->is->contact.data);
-        if (pt_json_quote(qc, sizeof(qc), mail) < 0)
+        snprintf(mail, sizeof(mail), "%s%s", strchr(ct[i].data, ':') ? "" : "mailto:", ct[i].data);
+        if (pt_json_quote(qc, sizeof(qc), mail) < 0 || (size_t) n + strlen(qc) + 16 > sizeof(payload))
             return -1;
-        n += snprintf(payload + n, sizeof(payload) - (size_t) n, ",\"contact\":[%s]", qc);
+        n += snprintf(payload + n, sizeof(payload) - (size_t) n, "%s%s", i ? "," : ",\"contact\":[",
+                      qc);
     }
+    if (ct)
+        n += snprintf(payload + n, sizeof(payload) - (size_t) n, "]");
     snprintf(payload + n, sizeof(payload) - (size_t) n, "}");
 
     c->kid[0] = '\0';
@@ -1147,6 +1210,8 @@ static int client_ready(client_t *c)
 
 /* ---- shared challenge table (helper side) ---- */
 
+static volatile sig_atomic_t helper_stop;   /* SIGTERM: the next helper takes over */
+
 static acme_shm_t *challenges;
 
 static int publish(const char *token, const char *keyauth)
@@ -1157,6 +1222,7 @@ static int publish(const char *token, const char *keyauth)
         acme_slot_t *s = &challenges->slots[i];
         if (atomic_load_explicit(&s->state, memory_order_relaxed) != 0)
             continue;
+        s->owner = getpid();
         strcpy(s->token, token);
         strcpy(s->keyauth, keyauth);
         atomic_store_explicit(&s->state, 1, memory_order_release);
@@ -1165,17 +1231,25 @@ static int publish(const char *token, const char *keyauth)
     return -1;
 }
 
-static void withdraw_all(void)
+/* Withdraws this helper's challenges; with stale != 0, also those of
+ * helpers that are gone (killed in the middle of an order). */
+static void withdraw(int stale)
 {
-    for (int i = 0; challenges && i < SLOTS; i++)
-        atomic_store_explicit(&challenges->slots[i].state, 0, memory_order_release);
+    pid_t self = getpid();
+    for (int i = 0; challenges && i < SLOTS; i++) {
+        acme_slot_t *s = &challenges->slots[i];
+        if (atomic_load_explicit(&s->state, memory_order_acquire) == 0)
+            continue;
+        if (s->owner == self || (stale && kill(s->owner, 0) != 0 && errno == ESRCH))
+            atomic_store_explicit(&s->state, 0, memory_order_release);
+    }
 }
 
 /* Polls url (POST-as-GET) until its "status" is not one of the pending
  * ones. Returns 0 with r filled, or -1. */
 static int poll_status(client_t *c, const char *what, const char *url, resp_t *r)
 {
-    for (int i = 0; i < POLL_TRIES; i++) {
+    for (int i = 0; i < POLL_TRIES && !helper_stop; i++) {
         if (post(c, url, NULL, r) != 0)
             return -1;
         if (r->status != 200) {
@@ -1338,12 +1412,12 @@ static int obtain(client_t *c, acme_cert_t *ac)
     for (size_t i = 0; i < nurls; i++) {
         if (authorize(c, urls[i]) != 0) {
             free(urls);
-            withdraw_all();
+            withdraw(0);
             return -1;
         }
     }
     free(urls);
-    withdraw_all();
+    withdraw(0);
 
     /* finalize with a CSR for a new key */
     EVP_PKEY *k = pt_acme_key_generate();
@@ -1416,7 +1490,6 @@ out:
 /* ---- the helper process --------------------------------------------------------- */
 
 static pid_t helper_pid;
-static volatile sig_atomic_t helper_stop;
 
 static void on_helper_term(int signo)
 {
@@ -1485,6 +1558,7 @@ static void helper_main(pt_cycle_t *cycle, acme_main_conf_t *amcf)
 
     pt_log_t *log = cycle->log;
     challenges = amcf->zone ? amcf->zone->data : NULL;
+    withdraw(1);
     size_t nis = amcf->issuers.nelts;
     acme_issuer_t **iss = amcf->issuers.elts;
     client_t *clients = calloc(nis, sizeof(client_t));
@@ -1532,6 +1606,8 @@ static void helper_main(pt_cycle_t *cycle, acme_main_conf_t *amcf)
                 if (clients[k].is == ac->issuer)
                     c = &clients[k];
             if (c == NULL || c->ssl == NULL || obtain(c, ac) != 0) {
+                if (helper_stop)
+                    break;      /* interrupted by the next cycle's helper taking over */
                 ac->backoff = ac->backoff ? ac->backoff * 2 : RETRY_MIN;
                 if (ac->backoff > RETRY_MAX)
                     ac->backoff = RETRY_MAX;
@@ -1557,6 +1633,7 @@ static void helper_main(pt_cycle_t *cycle, acme_main_conf_t *amcf)
         }
         sleep_until(next);
     }
+    withdraw(0);
     exit(0);
 }
 

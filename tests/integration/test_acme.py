@@ -23,7 +23,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, http_get
+from conftest import conf_test, free_port, http_get
 
 PEBBLE = shutil.which("pebble")
 pytestmark = pytest.mark.skipif(PEBBLE is None, reason="pebble is not installed "
@@ -350,12 +350,16 @@ def jwk_thumbprint(account_key_path):
 
 
 def test_challenge_path_serves_key_authorization(portico, pebble_factory, tmp_path):
+    """The port-80 server redirects everything at server level (the usual
+    "to https" server): the challenge is answered before that rewrite."""
     port = free_port()
     spy = Spy(port)
     try:
         pb = pebble_factory(spy.port)
         state = str(tmp_path / "state")
-        p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, state))
+        conf = CONF.replace("@PORT@", str(port)).replace(
+            'server_name _;', 'server_name _;\n        return 301 https://$host$request_uri;')
+        p = portico(conf, subst=subst(pb, state))
         wait_for_verified(p.ports["PORT_TLS"], pb.root_pem(), p=p)
         assert spy.seen, "pebble never fetched the challenge"
         thumb = jwk_thumbprint(os.path.join(state, "account.key"))
@@ -364,11 +368,16 @@ def test_challenge_path_serves_key_authorization(portico, pebble_factory, tmp_pa
             assert m, path
             assert status == 200
             assert body.decode() == "%s.%s" % (m.group(1), thumb)
-        # once the order is over, the token is withdrawn: the request goes to
-        # the configuration (the server's location /)
+            assert host.split(b":")[0] == NAME.encode()
+        # once the order is over the token is withdrawn: the request goes
+        # through the configuration again (the server's redirect)
         path = spy.seen[-1][0]
         r = http_get("http://127.0.0.1:%d%s" % (port, path), headers={"Host": NAME})
-        assert r.body == b"plain\n"
+        assert r.status == 301
+        # an unknown token is not answered by the responder either
+        r = http_get("http://127.0.0.1:%d/.well-known/acme-challenge/nope" % port,
+                     headers={"Host": NAME})
+        assert r.status == 301
     finally:
         spy.close()
 
@@ -417,3 +426,121 @@ def test_state_survives_restart(portico, pebble_factory, tmp_path):
     wait_log(p2, r"acme: certificate for \"site\.test\" is valid until")
     assert "ordering a certificate" not in p2.error_log()
     assert "placeholder" not in p2.error_log()
+
+
+def _self_signed(d, name, days_left, lifetime=90):
+    """A self-signed P-256 certificate for name, issued `lifetime` days
+    ago minus days_left (so it expires in days_left days)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=lifetime - days_left))
+            .not_valid_after(now + datetime.timedelta(days=days_left))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    kp = os.path.join(d, name + ".key")
+    with open(kp, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    os.chmod(kp, 0o600)
+    with open(os.path.join(d, name + ".crt"), "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_expiring_certificate_is_renewed(portico, pebble_factory, tmp_path):
+    port = free_port()
+    pb = pebble_factory(port)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    old = _self_signed(str(state), NAME, 10)      # inside the 30-day window
+    p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, str(state)))
+    root = pb.root_pem()
+    # served from the start (until the new one is there)
+    try:
+        assert peer_cert(p.ports["PORT_TLS"])[1] in (old, ), "not the stored certificate"
+    except AssertionError:
+        if "acme: certificate for \"site.test\" stored" not in p.error_log():
+            raise
+    _, der = wait_for_verified(p.ports["PORT_TLS"], root, p=p)
+    assert der != old
+    log = p.error_log()
+    assert "placeholder" not in log, "the stored certificate should be served until renewed"
+    assert "acme: ordering a certificate for \"site.test\"" in log
+
+
+def test_certificate_outside_the_window_is_kept(portico, pebble_factory, tmp_path):
+    port = free_port()
+    pb = pebble_factory(port)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    old = _self_signed(str(state), NAME, 40)      # 30-day window not reached
+    p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, str(state)))
+    wait_log(p, r"acme: certificate for \"site\.test\" is valid until its renewal time")
+    assert peer_cert(p.ports["PORT_TLS"])[1] == old
+    assert "ordering" not in p.error_log()
+
+
+def test_identifiers_and_dot_server_name(portico, pebble_factory, tmp_path):
+    """`server_name .site.test` asks for site.test; explicit identifiers
+    on acme_certificate give a certificate with every name."""
+    port = free_port()
+    pb = pebble_factory(port)
+    state = str(tmp_path / "state")
+    conf = CONF.replace("@PORT@", str(port)).replace(
+        "server_name site.test;", "server_name .site.test;").replace(
+        "acme_certificate pebble;", "acme_certificate pebble site.test www.site.test;")
+    p = portico(conf, subst=subst(pb, state))
+    root = pb.root_pem()
+    info, _ = wait_for_verified(p.ports["PORT_TLS"], root, p=p)
+    assert sorted(v for k, v in info["subjectAltName"] if k == "DNS") == [
+        "site.test", "www.site.test"]
+    info, _ = peer_cert(p.ports["PORT_TLS"], cafile=root, name="www.site.test")
+    assert ("DNS", "www.site.test") in info["subjectAltName"]
+
+
+BAD = [
+    ("acme_issuer a { contact x@y.test; }", r'"uri" is missing in acme_issuer "a"'),
+    ("acme_issuer a { uri ftp://x/; }", r'invalid "uri" "ftp://x/"'),
+    ("acme_issuer a { uri https://x/; state_path off; }", r'"state_path off" is not supported'),
+    ("acme_issuer a { uri https://x/; challenge tls-alpn-01; }", r'only http-01'),
+    ("acme_issuer a { uri https://x/; account_key rsa:2048; }", r'only ecdsa:256'),
+    ("acme_issuer a { uri https://x/; profile tlsserver; }", r'"profile" is not supported'),
+    ("acme_issuer a { uri https://x/; bogus 1; }", r'unknown directive "bogus" in "acme_issuer"'),
+    ("acme_issuer a { uri https://x/; } acme_issuer a { uri https://y/; }", r'is duplicate'),
+    ("acme_issuer a { uri https://x/; } server { listen 127.0.0.1:1 ssl; server_name s.test; "
+     "acme_certificate b; ssl_certificate $acme_certificate; "
+     "ssl_certificate_key $acme_certificate_key; }", r'acme issuer "b" is not defined'),
+    ("acme_issuer a { uri https://x/; } server { listen 127.0.0.1:1 ssl; server_name s.test; "
+     "ssl_certificate $acme_certificate; ssl_certificate_key $acme_certificate_key; }",
+     r'needs "acme_certificate" in the server'),
+    ("acme_issuer a { uri https://x/; } server { listen 127.0.0.1:1 ssl; server_name *.s.test; "
+     "acme_certificate a; ssl_certificate $acme_certificate; "
+     "ssl_certificate_key $acme_certificate_key; }", r'no identifiers for "acme_certificate"'),
+    ("acme_issuer a { uri https://x/; } server { listen 127.0.0.1:1; "
+     "acme_certificate a *.s.test; }", r'wildcards need the dns-01 challenge'),
+    ("acme_shared_zone zone=z:1k;", r'zone "z" is too small'),
+]
+
+
+@pytest.mark.parametrize("http_body,message", BAD)
+def test_config_errors(tmp_path, http_body, message):
+    rc, out, err, _ = conf_test(tmp_path, "events {}\nhttp { %s }\n" % http_body)
+    assert rc != 0, err
+    assert re.search(message, err), err
+
+
+def test_config_ok_and_placeholder_without_issuer_running(tmp_path):
+    conf = CONF.replace("@URI@", "https://127.0.0.1:9/dir").replace(
+        "@STATE@", "@PREFIX@/st").replace("ssl_trusted_certificate @CA@;", "ssl_verify off;")
+    conf = conf.replace("@PORT@", "1").replace("@PORT_TLS@", "2")
+    rc, out, err, _ = conf_test(tmp_path, "events {}\n" + conf)
+    assert rc == 0, err
+    assert "test is successful" in err
