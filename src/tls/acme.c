@@ -72,6 +72,7 @@ extern pt_module_t pt_http_acme_module;
 #define RENEW_BEFORE       (30 * 86400)
 #define RETRY_MIN          2          /* seconds */
 #define RETRY_MAX          3600
+#define VALIDATION_RETRY   300        /* after a failed validation */
 #define IO_TIMEOUT         30         /* seconds, each network operation */
 #define POLL_TRIES         60         /* authorization / order polling, 1 s apart */
 #define RESP_MAX           (1 << 20)
@@ -701,6 +702,7 @@ typedef struct {
     int    status;
     char   location[1024];
     char   nonce[256];
+    long   retry_after;          /* Retry-After in seconds, 0 when absent */
     char  *body;                 /* malloc'd, NUL-terminated */
     size_t len;
 } resp_t;
@@ -715,6 +717,8 @@ typedef struct {
     char           kid[1024];
     char           nonce[256];
     int            ready;        /* directory read, account registered */
+    long           not_before;   /* the CA asked for a pause (Retry-After, failed
+                                  * validation): seconds, for the next back-off */
 } client_t;
 
 static void resp_free(resp_t *r)
@@ -966,6 +970,9 @@ static int http_request(client_t *c, const char *method, const char *url, const 
     size_t hlen = (size_t) (hend - buf) + 2;
     copy_header(buf, hlen, "Location", r->location, sizeof(r->location));
     copy_header(buf, hlen, "Replay-Nonce", r->nonce, sizeof(r->nonce));
+    char ra[32] = "";
+    copy_header(buf, hlen, "Retry-After", ra, sizeof(ra));
+    r->retry_after = ra[0] >= '0' && ra[0] <= '9' ? atol(ra) : 0;
     char *b = hend + 4;
     size_t bl = len - (size_t) (b - buf);
     size_t vn;
@@ -1019,6 +1026,8 @@ static void fail(client_t *c, const char *what, const char *url, const resp_t *r
     char type[256], detail[1024];
     jstr(body_json(r), "type", type, sizeof(type));
     jstr(body_json(r), "detail", detail, sizeof(detail));
+    if (r->retry_after > c->not_before)
+        c->not_before = r->retry_after;
     pt_log_error(PT_LOG_ERR, c->log, 0, "acme: %s failed: \"%s\" answered HTTP %d%s%s%s%s "
                  "(issuer \"%s\")", what, url, r->status, type[0] ? ", problem " : "", type,
                  detail[0] ? ": " : "", detail, c->is->name.data);
@@ -1112,6 +1121,29 @@ static char *key_pem(EVP_PKEY *k, size_t *n)
     return out;
 }
 
+/* mkdir -p, 0700 for what it makes. */
+static int mkdir_p(client_t *c, const char *path)
+{
+    char buf[1024];
+    size_t n = strlen(path);
+    if (n >= sizeof(buf))
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+            pt_log_error(PT_LOG_ERR, c->log, errno, "acme: mkdir(\"%s\") failed", buf);
+            return -1;
+        }
+        *p = saved;
+        if (saved == '\0')
+            return 0;
+    }
+}
+
 /* The directory, the account key (made on first use) and the account. */
 static int client_ready(client_t *c)
 {
@@ -1119,6 +1151,8 @@ static int client_ready(client_t *c)
     if (c->ready)
         return 0;
 
+    if (mkdir_p(c, c->is->state_path.data) != 0)
+        return -1;
     if (c->key == NULL) {
         char path[1100];
         if (c->is->account_key.len) {
@@ -1342,8 +1376,11 @@ static int authorize(client_t *c, const char *authz_url)
                 jstr(e, "detail", detail, sizeof(detail));
             }
         }
-        pt_log_error(PT_LOG_ERR, c->log, 0, "acme: authorization for \"%s\" is \"%s\": %s %s",
-                     ident, st, type, detail);
+        pt_log_error(PT_LOG_ERR, c->log, 0, "acme: authorization for \"%s\" is \"%s\"%s%s%s%s",
+                     ident, st, type[0] ? ", problem " : "", type, detail[0] ? ": " : "", detail);
+        /* failed validations count against the CA's limits: pause longer */
+        if (c->not_before < VALIDATION_RETRY)
+            c->not_before = VALIDATION_RETRY;
         resp_free(&r);
         return -1;
     }
@@ -1567,9 +1604,6 @@ static void helper_main(pt_cycle_t *cycle, acme_main_conf_t *amcf)
     for (size_t i = 0; i < nis; i++) {
         clients[i].is = iss[i];
         clients[i].log = log;
-        if (mkdir(iss[i]->state_path.data, 0700) != 0 && errno != EEXIST)
-            pt_log_error(PT_LOG_ERR, log, errno, "acme: mkdir(\"%s\") failed",
-                         iss[i]->state_path.data);
         clients[i].ssl = client_ctx(iss[i], log);
     }
 
@@ -1605,12 +1639,16 @@ static void helper_main(pt_cycle_t *cycle, acme_main_conf_t *amcf)
             for (size_t k = 0; k < nis; k++)
                 if (clients[k].is == ac->issuer)
                     c = &clients[k];
+            if (c)
+                c->not_before = 0;
             if (c == NULL || c->ssl == NULL || obtain(c, ac) != 0) {
                 if (helper_stop)
                     break;      /* interrupted by the next cycle's helper taking over */
                 ac->backoff = ac->backoff ? ac->backoff * 2 : RETRY_MIN;
                 if (ac->backoff > RETRY_MAX)
                     ac->backoff = RETRY_MAX;
+                if (c && c->not_before > ac->backoff)
+                    ac->backoff = c->not_before > 86400 ? 86400 : c->not_before;
                 ac->next = time(NULL) + ac->backoff;
                 pt_log_error(PT_LOG_ERR, log, 0, "acme: could not obtain a certificate for \"%s\", "
                              "next attempt in %ld s", id[0].data, (long) ac->backoff);

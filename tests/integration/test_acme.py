@@ -544,3 +544,33 @@ def test_config_ok_and_placeholder_without_issuer_running(tmp_path):
     rc, out, err, _ = conf_test(tmp_path, "events {}\n" + conf)
     assert rc == 0, err
     assert "test is successful" in err
+
+
+def test_failed_validation_is_logged_with_the_problem(portico, pebble_factory, tmp_path):
+    """Pebble validates on a port where nothing answers: the authorization
+    ends invalid, the log names the ACME problem, the next attempt waits
+    (failed validations count against a CA's limits), plain HTTP and the
+    placeholder keep working."""
+    port = free_port()
+    pb = pebble_factory(free_port())        # nobody listens there
+    state = str(tmp_path / "state")
+    p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, state))
+    line = wait_log(p, r"acme: authorization for \"site\.test\" is \"invalid\", problem "
+                       r"urn:ietf:params:acme:error:\w+: [^\n]+")[0]
+    assert "urn:ietf:params:acme:error:" in line
+    wait_log(p, r"could not obtain a certificate for \"site\.test\", next attempt in 300 s")
+    assert http_get("http://127.0.0.1:%d/" % port).body == b"plain\n"
+    assert peer_cert(p.ports["PORT_TLS"])[1]
+
+
+def test_issuer_http_error_is_logged(portico, pebble_factory, tmp_path):
+    port = free_port()
+    pb = pebble_factory(port)
+    state = str(tmp_path / "state")
+    sub = subst(pb, state)
+    sub["URI"] = pb.uri.replace("/dir", "/no-such-directory")
+    p = portico(CONF.replace("@PORT@", str(port)), subst=sub)
+    wait_log(p, r"acme: reading the directory failed: \"https://127\.0\.0\.1:%d/no-such-directory\" "
+                r"answered HTTP 404" % pb.port)
+    wait_log(p, r"could not obtain a certificate for \"site\.test\", next attempt in \d+ s")
+    assert http_get("http://127.0.0.1:%d/" % port).body == b"plain\n"
