@@ -68,7 +68,7 @@ extern pt_module_t pt_http_acme_module;
 #define SLOTS              64
 #define TOKEN_MAX          128
 #define KEYAUTH_MAX        256
-#define DEFAULT_ZONE_SIZE  (64 * 1024)
+#define DEFAULT_ZONE_SIZE  (256 * 1024)
 #define RENEW_BEFORE       (30 * 86400)
 #define RETRY_MIN          2          /* seconds */
 #define RETRY_MAX          3600
