@@ -449,6 +449,16 @@ static acme_cert_t *server_cert(pt_conf_t *cf, pt_http_core_srv_conf_t *cscf)
             }
         }
     }
+    for (size_t i = 0; i < ids->nelts; i++) {
+        pt_str_t *n = &((pt_str_t *) ids->elts)[i];
+        if (n->len == 0 || n->len > 253 || n->data[0] == '.' || memchr(n->data, '/', n->len)
+            || memchr(n->data, '\\', n->len) || memchr(n->data, ':', n->len)) {
+            pt_log_error(PT_LOG_EMERG, cf->log, 0, "invalid identifier \"%.*s\" for "
+                         "\"acme_certificate\" in %s:%u", (int) n->len, n->data, ascf->file,
+                         ascf->line);
+            return bad;
+        }
+    }
     if (ids->nelts == 0) {
         pt_log_error(PT_LOG_EMERG, cf->log, 0, "no identifiers for \"acme_certificate\" in %s:%u "
                      "(give them, or a server_name without wildcards)", ascf->file, ascf->line);
@@ -912,9 +922,10 @@ static int http_request(client_t *c, const char *method, const char *url, const 
 
     char head[2048];
     int hn = snprintf(head, sizeof(head),
-                      "%s %s HTTP/1.1\r\nHost: %s%s%s\r\nUser-Agent: portico-acme\r\n"
+                      "%s %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\nUser-Agent: portico-acme\r\n"
                       "Accept: */*\r\nConnection: close\r\n",
-                      method, u.path, u.host, strcmp(u.port, u.tls ? "443" : "80") ? ":" : "",
+                      method, u.path, strchr(u.host, ':') ? "[" : "", u.host,
+                      strchr(u.host, ':') ? "]" : "", strcmp(u.port, u.tls ? "443" : "80") ? ":" : "",
                       strcmp(u.port, u.tls ? "443" : "80") ? u.port : "");
     if (body)
         hn += snprintf(head + hn, sizeof(head) - (size_t) hn,
@@ -1570,11 +1581,17 @@ static void helper_main(pt_cycle_t *cycle, acme_main_conf_t *amcf)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
+    /* the master's handlers only set its flags: not ours. A stray HUP or
+     * USR1 to the process group must not end the helper. */
+    sa.sa_handler = SIG_IGN;
+    int ign[] = { SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGPIPE };
+    for (size_t i = 0; i < sizeof(ign) / sizeof(ign[0]); i++)
+        sigaction(ign[i], &sa, NULL);
     sa.sa_handler = SIG_DFL;
-    int sigs[] = { SIGHUP, SIGQUIT, SIGINT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, SIGALRM, SIGIO };
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-        sigaction(sigs[i], &sa, NULL);
-    sa.sa_handler = on_helper_term;
+    int dfl[] = { SIGCHLD, SIGALRM, SIGIO };
+    for (size_t i = 0; i < sizeof(dfl) / sizeof(dfl[0]); i++)
+        sigaction(dfl[i], &sa, NULL);
+    sa.sa_handler = on_helper_term;     /* no SA_RESTART: blocking I/O ends with EINTR */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);

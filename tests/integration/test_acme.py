@@ -272,7 +272,7 @@ def test_certificate_obtained_and_served(portico, pebble_factory, tmp_path):
     port = free_port()
     pb = pebble_factory(port)
     state = str(tmp_path / "state")
-    p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, state))
+    p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, state), workers=2)
 
     root = pb.root_pem()
     info, der = wait_for_verified(p.ports["PORT_TLS"], root, p=p)
@@ -407,6 +407,14 @@ def test_issuer_down_retries_and_plain_http_works(portico, pebble_factory, tmp_p
     assert http_get("http://127.0.0.1:%d/" % port).body == b"plain\n"
 
 
+def _proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
 def test_state_survives_restart(portico, pebble_factory, tmp_path):
     port = free_port()
     pb = pebble_factory(port)
@@ -416,7 +424,15 @@ def test_state_survives_restart(portico, pebble_factory, tmp_path):
     root = pb.root_pem()
     _, der1 = wait_for_verified(p.ports["PORT_TLS"], root, p=p)
     tls_port = p.ports["PORT_TLS"]
+    helpers = [int(x) for x in re.findall(r"start acme helper process (\d+)", p.error_log())]
+    assert len(helpers) == 2, "one helper per configuration (start, then the reload)"
     p.stop()
+    # no helper outlives the master
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists("/proc/%d" % h) and
+                                              "Z" not in _proc_state(h) for h in helpers):
+        time.sleep(0.05)
+    assert not [h for h in helpers if os.path.exists("/proc/%d" % h) and "Z" not in _proc_state(h)]
 
     conf2 = conf.replace("@PORT_TLS@", str(tls_port))
     p2 = portico(conf2, subst=subst(pb, state))
