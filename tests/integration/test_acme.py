@@ -590,3 +590,49 @@ def test_issuer_http_error_is_logged(portico, pebble_factory, tmp_path):
                 r"answered HTTP 404" % pb.port)
     wait_log(p, r"could not obtain a certificate for \"site\.test\", next attempt in \d+ s")
     assert http_get("http://127.0.0.1:%d/" % port).body == b"plain\n"
+
+
+def test_request_in_flight_survives_the_switch(portico, pebble_factory, backends, tmp_path):
+    """A request that started on the placeholder certificate completes after
+    the new certificate went into service (graceful reload, no drop)."""
+    from conftest import http_response
+    release = threading.Event()
+    entered = threading.Event()
+
+    def held(req, c, b):
+        entered.set()
+        release.wait(60)
+        return http_response(200, b"held to the end")
+    be = backends(held)
+
+    port = free_port()
+    pb = pebble_factory(port, start=False)
+    state = str(tmp_path / "state")
+    conf = CONF.replace("@PORT@", str(port)).replace(
+        'location / { return 200 "secure\\n"; }',
+        'location / { return 200 "secure\\n"; }\n        location /held { proxy_pass %s; }' % be.url)
+    p = portico(conf, subst=subst(pb, state))
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = socket.create_connection(("127.0.0.1", p.ports["PORT_TLS"]), timeout=60)
+    t = ctx.wrap_socket(s, server_hostname=NAME)
+    try:
+        t.sendall(b"GET /held HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+        assert entered.wait(30), "the request did not reach the backend"
+        pb.start()
+        wait_for_verified(p.ports["PORT_TLS"], pb.root_pem(), timeout=120, p=p)
+        wait_log(p, r"gracefully shutting down")
+        release.set()
+        data = b""
+        while True:
+            b = t.recv(65536)
+            if not b:
+                break
+            data += b
+    finally:
+        release.set()
+        t.close()
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    assert data.endswith(b"held to the end")
