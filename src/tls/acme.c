@@ -1680,10 +1680,22 @@ static void helper_main(pt_cycle_t *cycle, acme_main_conf_t *amcf)
                 next = ac->next;
         }
         if (obtained) {
+            /* A successful reload replaces this helper (TERM). Still here
+             * after a while: the reload failed (the configuration file no
+             * longer loads?); ask again, less and less often. */
+            time_t wait = 600;
             pt_log_error(PT_LOG_NOTICE, log, 0, "acme: reloading to use the new certificates");
             kill(getppid(), SIGHUP);
-            /* the reload replaces this helper; until then nothing to do */
-            sleep_until(time(NULL) + 3600);
+            for (;;) {
+                sleep_until(time(NULL) + wait);
+                if (helper_stop)
+                    break;
+                pt_log_error(PT_LOG_WARN, log, 0, "acme: the new certificates are not in service "
+                             "yet (did the reload fail?), asking for a reload again");
+                kill(getppid(), SIGHUP);
+                if (wait < 86400)
+                    wait *= 2;
+            }
             continue;
         }
         sleep_until(next);
