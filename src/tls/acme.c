@@ -115,11 +115,18 @@ typedef struct {
     unsigned     line;
 } acme_srv_conf_t;
 
-/* The shared table of pending HTTP-01 challenges. The helper is the only
- * writer: it fills a free slot and then publishes it with state = 1
- * (release); workers read slots whose state is 1 (acquire). */
+/* The shared table of pending HTTP-01 challenges. Helpers write (two may
+ * overlap for a moment around a reload), workers read. A helper claims a
+ * free slot (state 0 -> 2 by CAS), bumps gen, fills it and publishes it
+ * (state 1, release); it frees it again (1 -> 0). A reader copies a
+ * published slot and keeps the copy only if gen and state did not change
+ * meanwhile (a seqlock), so it never pairs a token with another token's key
+ * authorization. */
+enum { SLOT_FREE = 0, SLOT_PUBLISHED = 1, SLOT_WRITING = 2 };
+
 typedef struct {
     _Atomic unsigned state;
+    _Atomic unsigned gen;
     pid_t owner;                  /* the helper that published it */
     char token[TOKEN_MAX];
     char keyauth[KEYAUTH_MAX];
@@ -683,15 +690,19 @@ static int challenge_handler(pt_http_request_t *r)
     acme_shm_t *t = amcf->zone->data;
     for (int i = 0; i < SLOTS; i++) {
         acme_slot_t *s = &t->slots[i];
-        if (atomic_load_explicit(&s->state, memory_order_acquire) != 1)
+        char tk[TOKEN_MAX], ka[KEYAUTH_MAX];
+        if (atomic_load_explicit(&s->state, memory_order_acquire) != SLOT_PUBLISHED)
             continue;
-        if (strncmp(s->token, token, tlen) != 0 || s->token[tlen] != '\0')
-            continue;
-        char ka[KEYAUTH_MAX];
+        unsigned gen = atomic_load_explicit(&s->gen, memory_order_acquire);
+        memcpy(tk, s->token, sizeof(tk));
         memcpy(ka, s->keyauth, sizeof(ka));
-        ka[KEYAUTH_MAX - 1] = '\0';
-        if (atomic_load_explicit(&s->state, memory_order_acquire) != 1)
-            continue;   /* withdrawn while we copied */
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&s->gen, memory_order_relaxed) != gen
+            || atomic_load_explicit(&s->state, memory_order_relaxed) != SLOT_PUBLISHED)
+            continue;   /* changed while we copied */
+        tk[TOKEN_MAX - 1] = ka[KEYAUTH_MAX - 1] = '\0';
+        if (strncmp(tk, token, tlen) != 0 || tk[tlen] != '\0')
+            continue;
         if (!(r->method & (PT_HTTP_GET | PT_HTTP_HEAD)))
             return 405;
         int rc = pt_http_discard_request_body(r);
@@ -927,12 +938,15 @@ static int http_request(client_t *c, const char *method, const char *url, const 
                       method, u.path, strchr(u.host, ':') ? "[" : "", u.host,
                       strchr(u.host, ':') ? "]" : "", strcmp(u.port, u.tls ? "443" : "80") ? ":" : "",
                       strcmp(u.port, u.tls ? "443" : "80") ? u.port : "");
-    if (body)
+    if (hn > 0 && hn < 1900 && body)
         hn += snprintf(head + hn, sizeof(head) - (size_t) hn,
                        "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, blen);
-    hn += snprintf(head + hn, sizeof(head) - (size_t) hn, "\r\n");
-    if (hn >= (int) sizeof(head))
+    if (hn > 0 && hn < 2000)
+        hn += snprintf(head + hn, sizeof(head) - (size_t) hn, "\r\n");
+    if (hn <= 0 || hn >= 2000) {
+        pt_log_error(PT_LOG_ERR, c->log, 0, "acme: URL \"%s\" is too long", url);
         goto done;
+    }
 
     const char *parts[2] = { head, body };
     size_t plen[2] = { (size_t) hn, blen };
@@ -1265,12 +1279,16 @@ static int publish(const char *token, const char *keyauth)
         return -1;
     for (int i = 0; i < SLOTS; i++) {
         acme_slot_t *s = &challenges->slots[i];
-        if (atomic_load_explicit(&s->state, memory_order_relaxed) != 0)
+        unsigned expect = SLOT_FREE;
+        if (!atomic_compare_exchange_strong_explicit(&s->state, &expect, SLOT_WRITING,
+                                                     memory_order_acq_rel, memory_order_relaxed))
             continue;
+        atomic_fetch_add_explicit(&s->gen, 1, memory_order_release);
+        atomic_thread_fence(memory_order_release);
         s->owner = getpid();
         strcpy(s->token, token);
         strcpy(s->keyauth, keyauth);
-        atomic_store_explicit(&s->state, 1, memory_order_release);
+        atomic_store_explicit(&s->state, SLOT_PUBLISHED, memory_order_release);
         return i;
     }
     return -1;
@@ -1283,10 +1301,14 @@ static void withdraw(int stale)
     pid_t self = getpid();
     for (int i = 0; challenges && i < SLOTS; i++) {
         acme_slot_t *s = &challenges->slots[i];
-        if (atomic_load_explicit(&s->state, memory_order_acquire) == 0)
+        unsigned st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (st == SLOT_FREE)
             continue;
+        /* a slot left WRITING or PUBLISHED by a helper that died is freed by
+         * the next one */
         if (s->owner == self || (stale && kill(s->owner, 0) != 0 && errno == ESRCH))
-            atomic_store_explicit(&s->state, 0, memory_order_release);
+            atomic_compare_exchange_strong_explicit(&s->state, &st, SLOT_FREE,
+                                                    memory_order_acq_rel, memory_order_relaxed);
     }
 }
 
