@@ -147,7 +147,7 @@ static const char *skip_value(const char *s, const char *end, int depth)
     }
     /* number, true, false, null */
     const char *b = s;
-    while (s < end && (strchr("+-.eE", *s) || (*s >= '0' && *s <= '9')
+    while (s < end && ((*s != '\0' && strchr("+-.eE", *s)) || (*s >= '0' && *s <= '9')
                        || (*s >= 'a' && *s <= 'z')))
         s++;
     return s > b ? s : NULL;
