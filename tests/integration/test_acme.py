@@ -520,7 +520,8 @@ def test_identifiers_and_dot_server_name(portico, pebble_factory, tmp_path):
     state = str(tmp_path / "state")
     conf = CONF.replace("@PORT@", str(port)).replace(
         "server_name site.test;", "server_name .site.test;").replace(
-        "acme_certificate pebble;", "acme_certificate pebble site.test www.site.test;")
+        "acme_certificate pebble;", "acme_certificate pebble site.test www.site.test;").replace(
+        "ssl_trusted_certificate @CA@;", "ssl_verify off;")     # and no CA given
     p = portico(conf, subst=subst(pb, state))
     root = pb.root_pem()
     info, _ = wait_for_verified(p.ports["PORT_TLS"], root, p=p)
@@ -644,3 +645,17 @@ def test_request_in_flight_survives_the_switch(portico, pebble_factory, backends
         t.close()
     assert data.startswith(b"HTTP/1.1 200"), data[:200]
     assert data.endswith(b"held to the end")
+
+
+def test_untrusted_issuer_certificate_is_refused(portico, pebble_factory, tmp_path):
+    """ssl_verify is on by default: without pebble's CA in
+    ssl_trusted_certificate the handshake with the issuer fails, logged."""
+    port = free_port()
+    pb = pebble_factory(port)
+    state = str(tmp_path / "state")
+    conf = CONF.replace("@PORT@", str(port)).replace("ssl_trusted_certificate @CA@;", "")
+    p = portico(conf, subst=subst(pb, state))
+    wait_log(p, r"acme: TLS handshake with \"127\.0\.0\.1:%d\" failed: [^\n]*certificate verify "
+                r"failed" % pb.port)
+    wait_log(p, r"could not obtain a certificate for \"site\.test\"")
+    assert not os.path.exists(os.path.join(state, NAME + ".crt"))
