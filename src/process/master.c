@@ -219,8 +219,17 @@ static void reap(int stopping)
             if (procs[i].pid == pid)
                 break;
         }
-        if (i == nprocs)
-            continue;   /* not ours (a child of a module, already gone) */
+        if (i == nprocs) {
+            /* a module's child (the acme helper): say how it ended */
+            if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM)
+                pt_log_error(PT_LOG_ALERT, current->log, 0, "helper process %ld exited on "
+                             "signal %d%s", (long) pid, WTERMSIG(status),
+                             WCOREDUMP(status) ? " (core dumped)" : "");
+            else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+                pt_log_error(PT_LOG_ALERT, current->log, 0, "helper process %ld exited with "
+                             "code %d", (long) pid, WEXITSTATUS(status));
+            continue;
+        }
 
         proc_t p = procs[i];
         proc_remove(i);
