@@ -407,8 +407,7 @@ def test_issuer_down_retries_and_plain_http_works(portico, pebble_factory, tmp_p
     assert cert.issuer == cert.subject, "not the self-signed placeholder"
     assert NAME in cert.subject.rfc4514_string()
     with pytest.raises(ssl.SSLError):
-        peer_cert(p.ports["PORT_TLS"], cafile=pb.root_pem() if pb.proc else None or
-                  open(pb.ca_path).read())
+        peer_cert(p.ports["PORT_TLS"], cafile=open(pb.ca_path).read())   # not trusted
     # the issuer comes back: the next attempt succeeds
     pb.start()
     wait_for_verified(p.ports["PORT_TLS"], pb.root_pem(), timeout=120, p=p)
@@ -465,7 +464,7 @@ def _self_signed(d, name, days_left, lifetime=90):
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=lifetime - days_left))
+            .not_valid_before(now - datetime.timedelta(days=lifetime) + datetime.timedelta(days=days_left))
             .not_valid_after(now + datetime.timedelta(days=days_left))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
             .sign(key, hashes.SHA256()))
@@ -510,6 +509,26 @@ def test_certificate_outside_the_window_is_kept(portico, pebble_factory, tmp_pat
     wait_log(p, r"acme: certificate for \"site\.test\" is valid until its renewal time")
     assert peer_cert(p.ports["PORT_TLS"])[1] == old
     assert "ordering" not in p.error_log()
+
+
+def test_renewal_time_reached_while_running(portico, pebble_factory, tmp_path):
+    """The stored certificate enters its renewal window a few seconds after
+    start: the sleeping helper wakes up, renews, and the new certificate goes
+    into service."""
+    port = free_port()
+    pb = pebble_factory(port)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    old = _self_signed(str(state), NAME, 30 + 8 / 86400)    # due in 8 s
+    p = portico(CONF.replace("@PORT@", str(port)), subst=subst(pb, str(state)))
+    wait_log(p, r"acme: certificate for \"site\.test\" is valid until its renewal time")
+    # served meanwhile (unless a very slow machine already got past the renewal)
+    served = peer_cert(p.ports["PORT_TLS"])[1]
+    assert served == old or "acme: certificate for \"site.test\" stored" in p.error_log()
+    _, der = wait_for_verified(p.ports["PORT_TLS"], pb.root_pem(), p=p)
+    assert der != old
+    log = p.error_log()
+    assert log.index("is valid until its renewal time") < log.index("ordering a certificate")
 
 
 def test_identifiers_and_dot_server_name(portico, pebble_factory, tmp_path):
