@@ -7,7 +7,8 @@
  * never writes more than its size and NUL-terminates; member lookup, array
  * indexing and the nested lookups the client does (identifier.value,
  * challenges[i].token, error.detail) terminate; base64url decoding of any
- * text stays within n * 3 / 4 + 3 bytes. */
+ * text stays within n * 3 / 4 + 3 bytes; the helper's chunked decoder and
+ * header lookup stay inside the input. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         free(dec);
     }
+    /* the chunked decoder of the helper's HTTP client, on the same bytes */
+    memcpy(buf, data, size);
+    long d = pt_acme_dechunk(buf, size);
+    if (d > (long) size)
+        abort();
+    size_t vn;
+    const char *v = pt_acme_header(buf, size, "Replay-Nonce", &vn);
+    if (v && (v < buf || v + vn > buf + size))
+        abort();
     free(buf);
     return 0;
 }

@@ -748,57 +748,7 @@ static void resp_free(resp_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-typedef struct {
-    int  tls;
-    char host[256];
-    char port[8];
-    const char *path;
-} url_t;
-
-static int parse_url(const char *s, url_t *u)
-{
-    const char *p;
-    memset(u, 0, sizeof(*u));
-    if (strncmp(s, "https://", 8) == 0) {
-        u->tls = 1;
-        p = s + 8;
-        strcpy(u->port, "443");
-    } else if (strncmp(s, "http://", 7) == 0) {
-        p = s + 7;
-        strcpy(u->port, "80");
-    } else {
-        return -1;
-    }
-    const char *hend, *pstart = strchr(p, '/');
-    if (pstart == NULL)
-        pstart = p + strlen(p);
-    u->path = *pstart ? pstart : "/";
-    const char *colon = NULL;
-    if (*p == '[') {
-        hend = memchr(p, ']', (size_t) (pstart - p));
-        if (hend == NULL)
-            return -1;
-        p++;
-        if (hend[1] == ':')
-            colon = hend + 1;
-    } else {
-        colon = memchr(p, ':', (size_t) (pstart - p));
-        hend = colon ? colon : pstart;
-    }
-    if (hend - p <= 0 || (size_t) (hend - p) >= sizeof(u->host))
-        return -1;
-    memcpy(u->host, p, (size_t) (hend - p));
-    if (colon) {
-        size_t n = (size_t) (pstart - colon - 1);
-        if (n == 0 || n >= sizeof(u->port))
-            return -1;
-        memcpy(u->port, colon + 1, n);
-        u->port[n] = '\0';
-    }
-    return 0;
-}
-
-static int dial(const url_t *u)
+static int dial(const pt_acme_url_t *u)
 {
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
     int fd = -1;
@@ -820,61 +770,14 @@ static int dial(const url_t *u)
     return fd;
 }
 
-static const char *header_value(const char *head, size_t hlen, const char *name, size_t *vlen)
-{
-    size_t nl = strlen(name);
-    const char *p = head, *end = head + hlen;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t) (end - p));
-        if (eol == NULL)
-            eol = end;
-        if ((size_t) (eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1;
-            while (v < eol && (*v == ' ' || *v == '\t'))
-                v++;
-            const char *ve = eol;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
-                ve--;
-            *vlen = (size_t) (ve - v);
-            return v;
-        }
-        p = eol + 1;
-    }
-    return NULL;
-}
-
 static void copy_header(const char *head, size_t hlen, const char *name, char *out, size_t size)
 {
     size_t n;
-    const char *v = header_value(head, hlen, name, &n);
+    const char *v = pt_acme_header(head, hlen, name, &n);
     if (v == NULL || n >= size)
         return;
     memcpy(out, v, n);
     out[n] = '\0';
-}
-
-/* Decodes a chunked body in place; returns the decoded length or -1. */
-static long dechunk(char *b, size_t n)
-{
-    size_t in = 0, out = 0;
-    for (;;) {
-        char *eol = memchr(b + in, '\n', n - in);
-        if (eol == NULL)
-            return -1;
-        unsigned long sz = strtoul(b + in, NULL, 16);
-        in = (size_t) (eol - b) + 1;
-        if (sz == 0)
-            return (long) out;
-        if (sz > n - in)
-            return -1;
-        memmove(b + out, b + in, sz);
-        out += sz;
-        in += sz;
-        if (in < n && b[in] == '\r')
-            in++;
-        if (in < n && b[in] == '\n')
-            in++;
-    }
 }
 
 /* One request on a new connection ("Connection: close"). Returns 0 with
@@ -882,7 +785,7 @@ static long dechunk(char *b, size_t n)
 static int http_request(client_t *c, const char *method, const char *url, const char *ctype,
                         const char *body, resp_t *r)
 {
-    url_t u;
+    pt_acme_url_t u;
     SSL *ssl = NULL;
     int fd = -1, rc = -1;
     char *buf = NULL;
@@ -891,7 +794,7 @@ static int http_request(client_t *c, const char *method, const char *url, const 
 
     memset(r, 0, sizeof(*r));
     pt_time_update();     /* the log's clock: this process has no event loop */
-    if (parse_url(url, &u) != 0) {
+    if (pt_acme_parse_url(url, &u) != 0) {
         pt_log_error(PT_LOG_ERR, c->log, 0, "acme: invalid URL \"%s\"", url);
         return -1;
     }
@@ -1001,9 +904,9 @@ static int http_request(client_t *c, const char *method, const char *url, const 
     char *b = hend + 4;
     size_t bl = len - (size_t) (b - buf);
     size_t vn;
-    const char *te = header_value(buf, hlen, "Transfer-Encoding", &vn);
+    const char *te = pt_acme_header(buf, hlen, "Transfer-Encoding", &vn);
     if (te && vn >= 7 && strncasecmp(te, "chunked", 7) == 0) {
-        long d = dechunk(b, bl);
+        long d = pt_acme_dechunk(b, bl);
         if (d < 0) {
             pt_log_error(PT_LOG_ERR, c->log, 0, "acme: malformed chunked body from \"%s\"", url);
             goto done;

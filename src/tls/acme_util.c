@@ -544,3 +544,114 @@ done:
     X509_REQ_free(req);
     return out;
 }
+
+/* ---- HTTP/1.1 client pieces ---------------------------------------------------- */
+
+int pt_acme_parse_url(const char *s, pt_acme_url_t *u)
+{
+    const char *p;
+    memset(u, 0, sizeof(*u));
+    if (strncmp(s, "https://", 8) == 0) {
+        u->tls = 1;
+        p = s + 8;
+        strcpy(u->port, "443");
+    } else if (strncmp(s, "http://", 7) == 0) {
+        p = s + 7;
+        strcpy(u->port, "80");
+    } else {
+        return -1;
+    }
+    const char *hend, *pstart = strchr(p, '/');
+    if (pstart == NULL)
+        pstart = p + strlen(p);
+    u->path = *pstart ? pstart : "/";
+    const char *colon = NULL;
+    if (*p == '[') {
+        hend = memchr(p, ']', (size_t) (pstart - p));
+        if (hend == NULL)
+            return -1;
+        p++;
+        if (hend[1] == ':')
+            colon = hend + 1;
+    } else {
+        colon = memchr(p, ':', (size_t) (pstart - p));
+        hend = colon ? colon : pstart;
+    }
+    if (hend - p <= 0 || (size_t) (hend - p) >= sizeof(u->host))
+        return -1;
+    memcpy(u->host, p, (size_t) (hend - p));
+    if (colon) {
+        size_t n = (size_t) (pstart - colon - 1);
+        if (n == 0 || n >= sizeof(u->port))
+            return -1;
+        memcpy(u->port, colon + 1, n);
+        u->port[n] = '\0';
+        for (size_t i = 0; i < n; i++)
+            if (u->port[i] < '0' || u->port[i] > '9')
+                return -1;
+        long port = strtol(u->port, NULL, 10);
+        if (port < 1 || port > 65535)
+            return -1;
+    }
+    return 0;
+}
+
+const char *pt_acme_header(const char *head, size_t hlen, const char *name, size_t *vlen)
+{
+    size_t nl = strlen(name);
+    const char *p = head, *end = head + hlen;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t) (end - p));
+        if (eol == NULL)
+            eol = end;
+        if ((size_t) (eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+            const char *ve = eol;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+                ve--;
+            *vlen = (size_t) (ve - v);
+            return v;
+        }
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+long pt_acme_dechunk(char *b, size_t n)
+{
+    size_t in = 0, out = 0;
+    for (;;) {
+        char *eol = memchr(b + in, '\n', n - in);
+        if (eol == NULL)
+            return -1;
+        /* chunk size: hex digits, then optional extensions up to the LF */
+        size_t sz = 0, digits = 0;
+        for (const char *h = b + in; h < eol; h++, digits++) {
+            int v = *h >= '0' && *h <= '9' ? *h - '0'
+                  : *h >= 'a' && *h <= 'f' ? *h - 'a' + 10
+                  : *h >= 'A' && *h <= 'F' ? *h - 'A' + 10 : -1;
+            if (v < 0)
+                break;
+            if (sz > (SIZE_MAX >> 4))
+                return -1;
+            sz = sz << 4 | (size_t) v;
+        }
+        if (digits == 0)
+            return -1;
+        in = (size_t) (eol - b) + 1;
+        if (sz == 0)
+            return (long) out;
+        if (sz > n - in)
+            return -1;
+        memmove(b + out, b + in, sz);
+        out += sz;
+        in += sz;
+        if (in < n && b[in] == '\r')
+            in++;
+        if (in < n && b[in] == '\n')
+            in++;
+    }
+}
+

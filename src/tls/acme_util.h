@@ -60,4 +60,22 @@ int  pt_acme_jws_verify(EVP_PKEY *key, const char *jws);
  * string or NULL. */
 char *pt_acme_csr(EVP_PKEY *key, const char *const *names, size_t n);
 
+/* --- the helper's HTTP/1.1 client ------------------------------------------- */
+typedef struct {
+    int         tls;          /* https */
+    char        host[256];    /* without brackets for IPv6 */
+    char        port[8];      /* default 443 / 80 */
+    const char *path;         /* into the URL; "/" when it has none */
+} pt_acme_url_t;
+
+/* Splits an http:// or https:// URL. Returns 0 or -1. */
+int         pt_acme_parse_url(const char *s, pt_acme_url_t *u);
+/* The value of header `name` (case-insensitive) in a response head of hlen
+ * bytes (lines end with CRLF or LF), surrounding blanks trimmed; NULL when
+ * absent. */
+const char *pt_acme_header(const char *head, size_t hlen, const char *name, size_t *vlen);
+/* Decodes a chunked body of n bytes in place; returns the decoded length, or
+ * -1 when it is malformed or cut short. */
+long        pt_acme_dechunk(char *b, size_t n);
+
 #endif

@@ -2,8 +2,9 @@
  * vectors, the minimal JSON reader and quoting, the JWK and its RFC 7638
  * thumbprint for a fixed P-256 key (expected values computed independently
  * with python3-cryptography), ES256 JWS made and checked (header fields,
- * payload, a 64-byte r||s signature, tampering detected), and a CSR parsed
- * back with OpenSSL. */
+ * payload, a 64-byte r||s signature, tampering detected), a CSR parsed
+ * back with OpenSSL, and the helper's HTTP pieces (URL split, response
+ * header lookup, chunked decoding). */
 #include "tls/acme_util.c"
 
 #include <openssl/bio.h>
@@ -232,8 +233,73 @@ static void test_csr(void)
     EVP_PKEY_free(k);
 }
 
+static void test_url(void)
+{
+    pt_acme_url_t u;
+    ok(pt_acme_parse_url("https://acme.test/directory", &u) == 0 && u.tls
+       && strcmp(u.host, "acme.test") == 0 && strcmp(u.port, "443") == 0
+       && strcmp(u.path, "/directory") == 0, "https, default port");
+    ok(pt_acme_parse_url("http://127.0.0.1:14000", &u) == 0 && !u.tls
+       && strcmp(u.host, "127.0.0.1") == 0 && strcmp(u.port, "14000") == 0
+       && strcmp(u.path, "/") == 0, "http, port, no path");
+    ok(pt_acme_parse_url("https://[::1]:8443/dir?x=1", &u) == 0 && strcmp(u.host, "::1") == 0
+       && strcmp(u.port, "8443") == 0 && strcmp(u.path, "/dir?x=1") == 0, "IPv6 literal");
+    ok(pt_acme_parse_url("https://[::1]/d", &u) == 0 && strcmp(u.port, "443") == 0, "IPv6, default port");
+    ok(pt_acme_parse_url("ftp://x/", &u) == -1, "other scheme refused");
+    ok(pt_acme_parse_url("https:///x", &u) == -1, "empty host refused");
+    ok(pt_acme_parse_url("https://x:/", &u) == -1, "empty port refused");
+    ok(pt_acme_parse_url("https://x:44a/", &u) == -1, "non-numeric port refused");
+    ok(pt_acme_parse_url("https://x:1234567/", &u) == -1, "long port refused");
+    ok(pt_acme_parse_url("https://[::1/", &u) == -1, "unclosed bracket refused");
+}
+
+static void test_header(void)
+{
+    const char head[] = "HTTP/1.1 201 Created\r\nReplay-Nonce:  abc-123 \r\n"
+                        "location: https://x/acct/1\r\nRetry-After:5\r\nX-Empty:\r\n";
+    size_t n = 0;
+    const char *v = pt_acme_header(head, sizeof(head) - 1, "Replay-Nonce", &n);
+    ok(v && n == 7 && memcmp(v, "abc-123", 7) == 0, "value trimmed");
+    v = pt_acme_header(head, sizeof(head) - 1, "Location", &n);
+    ok(v && n == 16 && memcmp(v, "https://x/acct/1", 16) == 0, "case-insensitive name");
+    v = pt_acme_header(head, sizeof(head) - 1, "retry-after", &n);
+    ok(v && n == 1 && *v == '5', "no blank after the colon");
+    v = pt_acme_header(head, sizeof(head) - 1, "X-Empty", &n);
+    ok(v && n == 0, "empty value");
+    ok(pt_acme_header(head, sizeof(head) - 1, "Replay", &n) == NULL, "a prefix is not a name");
+    ok(pt_acme_header(head, sizeof(head) - 1, "Link", &n) == NULL, "absent");
+    ok(pt_acme_header(head, 30, "Location", &n) == NULL, "only within hlen");
+}
+
+static void test_dechunk(void)
+{
+    char a[] = "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n";
+    long n = pt_acme_dechunk(a, sizeof(a) - 1);
+    ok(n == 12 && memcmp(a, "hello, world", 12) == 0, "two chunks, an extension, the last chunk");
+    char b[] = "A\n0123456789\n0\n";
+    n = pt_acme_dechunk(b, sizeof(b) - 1);
+    ok(n == 10 && memcmp(b, "0123456789", 10) == 0, "bare LF, hex size");
+    char c[] = "10\r\nshort\r\n";
+    ok(pt_acme_dechunk(c, sizeof(c) - 1) == -1, "chunk longer than the data");
+    char d[] = "5\r\nhello\r\n";
+    ok(pt_acme_dechunk(d, sizeof(d) - 1) == -1, "no last chunk");
+    char e[] = "\r\n5\r\nhello\r\n0\r\n";
+    ok(pt_acme_dechunk(e, sizeof(e) - 1) == -1, "empty size line");
+    char f[] = "fffffffffffffffffffff\r\nx";
+    ok(pt_acme_dechunk(f, sizeof(f) - 1) == -1, "size overflow");
+    /* exactly-sized heap copy: no reading past it */
+    const char g[] = "3\r\nabc";
+    char *h = malloc(sizeof(g) - 1);
+    memcpy(h, g, sizeof(g) - 1);
+    ok(pt_acme_dechunk(h, sizeof(g) - 1) == -1, "cut short, no over-read");
+    free(h);
+}
+
 int main(void)
 {
+    subtest("url", test_url);
+    subtest("header", test_header);
+    subtest("dechunk", test_dechunk);
     subtest("base64url", test_base64url);
     subtest("json", test_json);
     subtest("jwk", test_jwk);
