@@ -748,12 +748,17 @@ static void resp_free(resp_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-static int dial(const pt_acme_url_t *u)
+/* A blocking TCP connection with I/O timeouts, or -1 (logged). */
+static int dial(client_t *c, const pt_acme_url_t *u, const char *url)
 {
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-    int fd = -1;
-    if (getaddrinfo(u->host, u->port, &hints, &res) != 0)
+    int fd = -1, err = 0;
+    int rc = getaddrinfo(u->host, u->port, &hints, &res);
+    if (rc != 0) {
+        pt_log_error(PT_LOG_ERR, c->log, 0, "acme: cannot resolve \"%s\" for \"%s\": %s",
+                     u->host, url, gai_strerror(rc));
         return -1;
+    }
     for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0)
@@ -762,11 +767,15 @@ static int dial(const pt_acme_url_t *u)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            err = errno;
             close(fd);
             fd = -1;
         }
     }
     freeaddrinfo(res);
+    if (fd < 0)
+        pt_log_error(PT_LOG_ERR, c->log, err, "acme: cannot connect to \"%s:%s\" for \"%s\"",
+                     u->host, u->port, url);
     return fd;
 }
 
@@ -798,12 +807,9 @@ static int http_request(client_t *c, const char *method, const char *url, const 
         pt_log_error(PT_LOG_ERR, c->log, 0, "acme: invalid URL \"%s\"", url);
         return -1;
     }
-    fd = dial(&u);
-    if (fd < 0) {
-        pt_log_error(PT_LOG_ERR, c->log, errno, "acme: cannot connect to \"%s:%s\" for \"%s\"",
-                     u.host, u.port, url);
+    fd = dial(c, &u, url);
+    if (fd < 0)
         return -1;
-    }
     if (u.tls) {
         ssl = SSL_new(c->ssl);
         if (ssl == NULL)
