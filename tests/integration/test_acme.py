@@ -678,3 +678,24 @@ def test_untrusted_issuer_certificate_is_refused(portico, pebble_factory, tmp_pa
                 r"failed" % pb.port)
     wait_log(p, r"could not obtain a certificate for \"site\.test\"")
     assert not os.path.exists(os.path.join(state, NAME + ".crt"))
+
+
+def test_reload_keeps_the_certificate(portico, pebble_factory, tmp_path):
+    """A reload by the operator loads the stored certificate again and the
+    new helper orders nothing; an explicit acme_shared_zone works."""
+    port = free_port()
+    pb = pebble_factory(port)
+    state = str(tmp_path / "state")
+    conf = CONF.replace("@PORT@", str(port)).replace(
+        "http {\n", "http {\n    acme_shared_zone zone=acme_test:128k;\n", 1)
+    assert "acme_shared_zone" in conf
+    p = portico(conf, subst=subst(pb, state))
+    root = pb.root_pem()
+    _, der = wait_for_verified(p.ports["PORT_TLS"], root, p=p)
+    wait_log(p, r"acme: certificate for \"site\.test\" is valid until its renewal time")
+    p.reload(conf.replace("@PORT_TLS@", str(p.ports["PORT_TLS"])))
+    wait_log(p, r"acme: certificate for \"site\.test\" is valid until its renewal time", count=2)
+    assert peer_cert(p.ports["PORT_TLS"], cafile=root)[1] == der
+    log = p.error_log()
+    assert log.count("acme: ordering a certificate") == 1
+    assert len(re.findall(r"start acme helper process \d+", log)) == 3
