@@ -1530,6 +1530,7 @@ static void helper_main(pt_cycle_t *cycle, acme_main_conf_t *amcf)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    prctl(PR_SET_NAME, "portico-acme");   /* what ps and top show */
 
     /* the helper serves nothing: let go of the listening sockets */
     pt_listening_t *ls = cycle->listening.elts;
