@@ -125,6 +125,8 @@ static const pt_command_t commands[] = {
     { "ssl_ocsp", CTX_HS, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     { "ssl_ocsp_cache", CTX_HS, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     { "ssl_ocsp_responder", CTX_HS, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
+    /* certificates are loaded once per configuration: nothing to cache */
+    { "ssl_certificate_cache", CTX_HS, 0, 1, 3, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     PT_COMMAND_END
 };
 

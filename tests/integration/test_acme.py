@@ -699,3 +699,38 @@ def test_reload_keeps_the_certificate(portico, pebble_factory, tmp_path):
     log = p.error_log()
     assert log.count("acme: ordering a certificate") == 1
     assert len(re.findall(r"start acme helper process \d+", log)) == 3
+
+
+def test_nginx_module_shaped_config_loads(tmp_path):
+    """A configuration in the shape nginx's acme module documents (resolver,
+    acme_shared_zone, a ".name" server_name, ssl_certificate_cache) passes -t."""
+    conf = """
+events {}
+http {
+    resolver 127.0.0.1:53;
+    acme_issuer staging {
+        uri         https://ca.example.net/directory;
+        contact     ops@example.net;
+        contact     mailto:security@example.net;
+        state_path  @PREFIX@/acme-staging;
+        account_key ecdsa:256;
+        challenge   http-01;
+        accept_terms_of_service;
+    }
+    acme_shared_zone zone=acme_zone:512k;
+    server {
+        listen 127.0.0.1:1 ssl;
+        server_name .shop.example.net;
+        acme_certificate staging key=ecdsa:256;
+        ssl_certificate       $acme_certificate;
+        ssl_certificate_key   $acme_certificate_key;
+        ssl_certificate_cache max=4;
+    }
+    server {
+        listen 127.0.0.1:2;
+        location / { return 404; }
+    }
+}
+"""
+    rc, out, err, _ = conf_test(tmp_path, conf)
+    assert rc == 0, err
