@@ -63,6 +63,7 @@
 #include "acme_util.h"
 
 extern pt_module_t pt_http_acme_module;
+extern pt_module_t pt_core_module;           /* its conf: pt_core_conf_t (cycle.h) */
 
 #define CHALLENGE_PREFIX   "/.well-known/acme-challenge/"
 #define SLOTS              64
@@ -190,6 +191,11 @@ static const char *issuer_line(pt_conf_t *cf, void *data)
         is->trusted = a[1];
         if (pt_conf_full_name(cf->cycle, &is->trusted, 1) != 0)
             return PT_CONF_ERROR;
+        if (access(is->trusted.data, R_OK) != 0) {
+            pt_conf_error(cf, PT_LOG_EMERG, errno, "cannot read \"ssl_trusted_certificate\" "
+                          "\"%s\"", is->trusted.data);
+            return PT_CONF_ERROR;
+        }
     } else if (strcmp(name, "ssl_verify") == 0) {
         NARGS(1);
         if (strcmp(a[1].data, "on") == 0)
@@ -213,6 +219,11 @@ static const char *issuer_line(pt_conf_t *cf, void *data)
             is->account_key = a[1];
             if (pt_conf_full_name(cf->cycle, &is->account_key, 1) != 0)
                 return PT_CONF_ERROR;
+            if (access(is->account_key.data, R_OK) != 0) {
+                pt_conf_error(cf, PT_LOG_EMERG, errno, "cannot read \"account_key\" \"%s\"",
+                              is->account_key.data);
+                return PT_CONF_ERROR;
+            }
         }
     } else if (strcmp(name, "challenge") == 0) {
         NARGS(1);
@@ -1669,6 +1680,20 @@ static void exit_master(pt_cycle_t *cycle)
     stop_helper();
 }
 
+/* With master_process off there is no master to fork the helper: say so
+ * once (the stored certificate or the placeholder is served as is). */
+static int init_worker(pt_cycle_t *cycle)
+{
+    pt_core_conf_t *ccf = cycle->core_conf[pt_core_module.index];
+    if (cycle->http_ctx == NULL || ccf == NULL || ccf->master)
+        return 0;
+    acme_main_conf_t *amcf = cycle->http_ctx->main_conf[pt_http_acme_module.index];
+    if (amcf && amcf->certs.nelts)
+        pt_log_error(PT_LOG_WARN, cycle->log, 0, "acme: with \"master_process off\" no "
+                     "certificate is obtained or renewed");
+    return 0;
+}
+
 static int postconfiguration(pt_conf_t *cf)
 {
     acme_main_conf_t *amcf = cf->http_ctx->main_conf[pt_http_acme_module.index];
@@ -1685,6 +1710,7 @@ pt_module_t pt_http_acme_module = {
     .create_srv_conf = create_srv_conf,
     .merge_srv_conf = merge_srv_conf,
     .postconfiguration = postconfiguration,
+    .init_worker = init_worker,
     .init_master = init_master,
     .exit_master = exit_master,
 };

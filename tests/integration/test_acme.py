@@ -571,6 +571,10 @@ BAD = [
     ("acme_issuer a { uri https://x/; } server { listen 127.0.0.1:1; "
      "acme_certificate a *.s.test; }", r'wildcards need the dns-01 challenge'),
     ("acme_shared_zone zone=z:1k;", r'zone "z" is too small'),
+    ("acme_issuer a { uri https://x/; ssl_trusted_certificate /nonexistent/ca.pem; }",
+     r'cannot read "ssl_trusted_certificate" "/nonexistent/ca.pem"'),
+    ("acme_issuer a { uri https://x/; account_key /nonexistent/k.pem; }",
+     r'cannot read "account_key" "/nonexistent/k.pem"'),
 ]
 
 
@@ -734,3 +738,16 @@ http {
 """
     rc, out, err, _ = conf_test(tmp_path, conf)
     assert rc == 0, err
+
+
+def test_master_process_off_warns_and_serves_the_placeholder(portico, tmp_path):
+    port = free_port()
+    conf = "master_process off;\n" + CONF.replace("@PORT@", str(port)).replace(
+        "ssl_trusted_certificate @CA@;", "ssl_verify off;")
+    p = portico(conf, subst={"URI": "https://127.0.0.1:9/dir", "STATE": str(tmp_path / "st")})
+    wait_log(p, r"\[warn\] .*acme: with \"master_process off\" no certificate is obtained")
+    assert "acme helper" not in p.error_log()
+    assert http_get("http://127.0.0.1:%d/" % port).body == b"plain\n"
+    from cryptography import x509
+    cert = x509.load_der_x509_certificate(peer_cert(p.ports["PORT_TLS"])[1])
+    assert cert.issuer == cert.subject
