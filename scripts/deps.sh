@@ -11,6 +11,7 @@ PKGS=(
   python3 python3-pytest python3-httpx python3-h2 python3-websockets python3-trustme
   python3-pytest-rerunfailures
   redis-server
+  pebble
 )
 if [ "${1:-}" = "--bench" ]; then
   PKGS+=(wrk nginx-light haproxy valgrind)

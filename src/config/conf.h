@@ -94,6 +94,9 @@ struct pt_module_s {
     int         (*init_cycle)(pt_cycle_t *cycle);     /* master, after zones are mapped */
     int         (*init_worker)(pt_cycle_t *cycle);    /* each worker, before the loop */
     void        (*exit_worker)(pt_cycle_t *cycle);
+    void        (*init_master)(pt_cycle_t *cycle);    /* master, after a cycle is committed
+                                                       * and its workers started */
+    void        (*exit_master)(pt_cycle_t *cycle);    /* master, before it exits */
 };
 
 /* Raw directive handler for blocks whose content is data, not directives

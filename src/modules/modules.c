@@ -14,6 +14,7 @@ extern pt_module_t pt_http_access_module;    /* src/modules/access.c */
 extern pt_module_t pt_http_limit_req_module; /* src/modules/limit_req.c */
 extern pt_module_t pt_http_limit_conn_module; /* src/modules/limit_conn.c */
 extern pt_module_t pt_http_ssl_module;       /* src/tls/tls.c */
+extern pt_module_t pt_http_acme_module;      /* src/tls/acme.c */
 extern pt_module_t pt_http_v2_module;        /* src/http/h2_conn.c */
 extern pt_module_t pt_http_stub_status_module; /* src/modules/stub_status.c */
 extern pt_module_t pt_http_metrics_module;   /* src/modules/metrics.c */
@@ -46,6 +47,7 @@ pt_module_t *pt_modules[] = {
     &pt_http_limit_req_module,  /* preaccess: limit_req before limit_conn (nginx) */
     &pt_http_limit_conn_module,
     &pt_http_ssl_module,
+    &pt_http_acme_module,       /* http-01 answers in POST_READ, before any rewrite */
     &pt_http_v2_module,
     &pt_http_stub_status_module,
     &pt_http_metrics_module,

@@ -219,8 +219,17 @@ static void reap(int stopping)
             if (procs[i].pid == pid)
                 break;
         }
-        if (i == nprocs)
-            continue;   /* not ours (a child of a module, already gone) */
+        if (i == nprocs) {
+            /* a module's child (the acme helper): say how it ended */
+            if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM)
+                pt_log_error(PT_LOG_ALERT, current->log, 0, "helper process %ld exited on "
+                             "signal %d%s", (long) pid, WTERMSIG(status),
+                             WCOREDUMP(status) ? " (core dumped)" : "");
+            else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+                pt_log_error(PT_LOG_ALERT, current->log, 0, "helper process %ld exited with "
+                             "code %d", (long) pid, WEXITSTATUS(status));
+            continue;
+        }
 
         proc_t p = procs[i];
         proc_remove(i);
@@ -361,6 +370,8 @@ static void log_startup(pt_cycle_t *cycle)
         pt_log_error(PT_LOG_NOTICE, cycle->log, 0, "OS: %s %s", u.sysname, u.release);
 }
 
+static void master_hooks(pt_cycle_t *cycle, int exiting);
+
 /* ---- reload / reopen ---------------------------------------------------------- */
 
 static void reload(void)
@@ -400,6 +411,7 @@ static void reload(void)
     pt_log_error(PT_LOG_NOTICE, cycle->log, 0, "start worker processes");
     start_workers(cycle);
     signal_old_workers(SIGQUIT);
+    master_hooks(cycle, 0);
 }
 
 static void reopen(void)
@@ -518,6 +530,7 @@ static void master_exit(pt_cycle_t *cycle, int code)
         pt_pidfile_remove(&ccf->pid_path, cycle->log);
     }
 
+    master_hooks(cycle, 1);
     pt_log_error(PT_LOG_NOTICE, cycle->log, 0, "exit");
     pt_log_default = &exit_log;   /* the cycle's log goes with it */
     pt_cycle_destroy(cycle);
@@ -531,6 +544,18 @@ static void close_listening(pt_cycle_t *cycle)
     pt_listening_t *all = cycle->listening.elts;
     for (size_t i = 0; i < cycle->listening.nelts; i++)
         pt_listening_close(&all[i]);
+}
+
+/* init_master / exit_master hooks of the modules (the acme helper). */
+static void master_hooks(pt_cycle_t *cycle, int exiting)
+{
+    for (size_t i = 0; i < cycle->nmodules; i++) {
+        pt_module_t *m = cycle->modules[i];
+        if (exiting && m->exit_master)
+            m->exit_master(cycle);
+        else if (!exiting && m->init_master)
+            m->init_master(cycle);
+    }
 }
 
 static void log_signal(int signo, const char *action)
@@ -555,6 +580,7 @@ static int master_loop(void)
 
     pt_log_error(PT_LOG_NOTICE, current->log, 0, "start worker processes");
     start_workers(current);
+    master_hooks(current, 0);
 
     for (;;) {
         int64_t wait = (quitting || terminating) ? -1 : next_respawn_wait();

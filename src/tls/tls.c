@@ -26,6 +26,7 @@
 #include "../http/request.h"
 #include "../http/variables.h"
 #include "../net/sendq.h"
+#include "acme.h"
 
 /* Forward-secret AEAD suites only (TLS 1.2; TLS 1.3 suites are all AEAD).
  * DHE suites apply only when ssl_dhparam is given. */
@@ -125,6 +126,8 @@ static const pt_command_t commands[] = {
     { "ssl_ocsp", CTX_HS, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     { "ssl_ocsp_cache", CTX_HS, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     { "ssl_ocsp_responder", CTX_HS, 0, 1, 1, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
+    /* certificates are loaded once per configuration: nothing to cache */
+    { "ssl_certificate_cache", CTX_HS, 0, 1, 3, pt_conf_set_ignored, PT_CONF_NONE, 0, NULL },
     PT_COMMAND_END
 };
 
@@ -244,6 +247,16 @@ static const char *set_cert(pt_conf_t *cf, const pt_command_t *cmd, void *conf)
         *ap = pt_array_create(cf->pool, 2, sizeof(pt_str_t));
         if (*ap == NULL)
             return "out of memory";
+    }
+    if (pt_acme_is_cert_var(&path) || pt_acme_is_key_var(&path)) {
+        /* the acme_certificate of the server (acme.c) */
+        pt_str_t *p = pt_array_push(*ap);
+        if (p == NULL)
+            return "out of memory";
+        *p = path;
+        sscf->cert_file = cf->file;
+        sscf->cert_line = cf->line;
+        return PT_CONF_OK;
     }
     if (memchr(path.data, '$', path.len))
         return "with variables is not supported";
@@ -668,6 +681,18 @@ static int make_ctx(pt_conf_t *cf, pt_tls_srv_conf_t *sscf, pt_http_core_srv_con
     if (sscf->certificates) {
         pt_str_t *certs = sscf->certificates->elts, *keys = sscf->certificate_keys->elts;
         for (size_t i = 0; i < sscf->certificates->nelts; i++) {
+            int acert = pt_acme_is_cert_var(&certs[i]), akey = pt_acme_is_key_var(&keys[i]);
+            if (acert != akey) {
+                pt__tls_conf_error(cf, sscf->cert_file, sscf->cert_line,
+                                   "\"$acme_certificate\" and \"$acme_certificate_key\" go "
+                                   "together in \"ssl_certificate\" and \"ssl_certificate_key\"");
+                return -1;
+            }
+            if (acert) {
+                if (pt_acme_use_cert(cf, cscf, ctx) != 0)
+                    return -1;
+                continue;
+            }
             if (load_pair(cf, sscf, ctx, &certs[i], &keys[i]) != 0)
                 return -1;
         }
