@@ -79,7 +79,7 @@ case "$MODE" in
 esac
 EV="task-clock,context-switches"
 for s in epoll_wait epoll_ctl accept4 recvfrom read readv sendmsg sendto write writev close \
-         shutdown setsockopt getsockopt getsockname connect socket ioctl fcntl getpid; do
+         shutdown setsockopt getsockopt getsockname connect socket ioctl fcntl getpid io_uring_enter; do
   EV="$EV,syscalls:sys_enter_$s"
 done
 if [ "$MODE" = tls-new ]; then
