@@ -329,7 +329,7 @@ int pt_conn_nodelay(pt_conn_t *c)
 
 /* ---- plain socket I/O ---------------------------------------------------- */
 
-static int quiet_error(int err)
+int pt_conn_quiet_error(int err)
 {
     /* the peer went away: the owner reports it in its own words */
     return err == ECONNRESET || err == EPIPE || err == ENOTCONN || err == ETIMEDOUT;
@@ -361,7 +361,7 @@ ssize_t pt_conn_recv(pt_conn_t *c, char *buf, size_t size)
         }
         c->io.read.error = 1;
         c->io.read.ready = 0;
-        if (!quiet_error(err))
+        if (!pt_conn_quiet_error(err))
             pt_log_error(PT_LOG_INFO, &c->log, err, "recv() failed");
         errno = err;
         return -1;
@@ -404,7 +404,7 @@ ssize_t pt_conn_send(pt_conn_t *c, const char *buf, size_t size)
         }
         c->io.write.error = 1;
         c->io.write.ready = 0;
-        if (!quiet_error(err))
+        if (!pt_conn_quiet_error(err))
             pt_log_error(PT_LOG_INFO, &c->log, err, "send() failed");
         errno = err;
         return -1;
@@ -443,7 +443,7 @@ ssize_t pt_conn_writev(pt_conn_t *c, struct iovec *iov, int n)
         }
         c->io.write.error = 1;
         c->io.write.ready = 0;
-        if (!quiet_error(err))
+        if (!pt_conn_quiet_error(err))
             pt_log_error(PT_LOG_INFO, &c->log, err, "writev() failed");
         errno = err;
         return -1;

@@ -112,6 +112,10 @@ int  pt_conn_sync(pt_conn_t *c);
 /* shutdown(SHUT_WR) after the staged bytes. Returns 0 or -1. */
 int  pt_conn_shutdown_wr(pt_conn_t *c);
 
+/* The peer went away (reset, broken pipe, ...): an I/O error the owner
+ * reports in its own words, not logged by the I/O layer. */
+int  pt_conn_quiet_error(int err);
+
 /* Plain socket I/O used by default. */
 ssize_t pt_conn_recv(pt_conn_t *c, char *buf, size_t size);
 ssize_t pt_conn_send(pt_conn_t *c, const char *buf, size_t size);

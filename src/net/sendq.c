@@ -56,8 +56,6 @@ struct pt_sendq_s {
 };
 typedef struct pt_sendq_s sendq_t;
 
-pt_sendq_stats_t pt_sendq_stats;
-
 static struct io_uring ring;
 static int      enabled;
 static pt_io_t  ring_io;
@@ -129,10 +127,10 @@ static void wake_writer(pt_conn_t *c)
         pt_event_post(&c->io.write);
 }
 
+/* the peer went away, or our own cancel: the owner reports it in its words */
 static int quiet_error(int err)
 {
-    return err == ECONNRESET || err == EPIPE || err == ENOTCONN || err == ETIMEDOUT
-           || err == ECANCELED;
+    return err == ECANCELED || pt_conn_quiet_error(err);
 }
 
 /* A block that is not dirty and has nothing in flight: free it when its
@@ -164,12 +162,9 @@ static struct io_uring_sqe *sqe_get(void)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
     if (sqe == NULL) {
-        pt_sendq_stats.submits++;
         (void) io_uring_submit(&ring);
         sqe = io_uring_get_sqe(&ring);
     }
-    if (sqe != NULL)
-        pt_sendq_stats.sqes++;
     return sqe;
 }
 
@@ -183,7 +178,6 @@ static void orphan_timeout(pt_event_t *ev)
         io_uring_prep_cancel64(sqe, (uint64_t) (uintptr_t) b, 0);
         io_uring_sqe_set_data64(sqe, TAG_NONE);
         b->cancel_sent = 1;
-        pt_sendq_stats.submits++;
         (void) io_uring_submit(&ring);
     }
 }
@@ -195,7 +189,6 @@ static void prepare(sendq_t *b)
 {
     b->dirty = 0;
     if (io_uring_sq_space_left(&ring) < 4) {
-        pt_sendq_stats.submits++;
         (void) io_uring_submit(&ring);
         if (io_uring_sq_space_left(&ring) < 4) {
             mark_dirty(b);              /* a chain is never split: next turn */
@@ -270,11 +263,9 @@ static void completion(sendq_t *b, int res)
 {
     uint32_t want = b->inflight;
     b->inflight = 0;
-    pt_sendq_stats.completions++;
     if (res >= 0 && (uint32_t) res == want) {
         b->done += want;
     } else {
-        pt_sendq_stats.errors++;
         b->done = b->len;               /* the rest cannot follow a gap */
         if (b->c != NULL) {
             pt_conn_t *c = b->c;
@@ -333,7 +324,7 @@ static void reap(void)
             continue;
         }
         if (cqe->user_data == TAG_NONE) {
-            if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOENT
+            if (cqe->res < 0 && cqe->res != -ENOENT
                 && !quiet_error(-cqe->res))
                 pt_log_error(PT_LOG_INFO, pt_log_default, -cqe->res,
                              "io_uring request failed");
@@ -357,7 +348,6 @@ static void flush_rounds(int submit)
         if (!submit)
             return;          /* the waiter submits them with its epoll wait */
         if (io_uring_sq_ready(&ring)) {
-            pt_sendq_stats.submits++;
             (void) io_uring_submit(&ring);
         }
         reap();
@@ -373,7 +363,6 @@ static int uring_wait(struct epoll_event *batch, int cap, int timeout_ms)
 {
     if (epw_broken) {
         if (io_uring_sq_ready(&ring) || dirty != NULL) {
-            pt_sendq_stats.submits++;
             (void) io_uring_submit_and_get_events(&ring);
             reap();
         }
@@ -389,7 +378,6 @@ static int uring_wait(struct epoll_event *batch, int cap, int timeout_ms)
     }
     if (epw_result < 0) {
         struct io_uring_cqe *cqe;
-        pt_sendq_stats.submits++;
         if (timeout_ms == 0) {
             (void) io_uring_submit_and_get_events(&ring);
         } else {
@@ -554,7 +542,6 @@ static ssize_t send_combined(pt_conn_t *c, sendq_t *b, const struct iovec *iov, 
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = v;
     msg.msg_iovlen = (size_t) k;
-    pt_sendq_stats.direct++;
     ssize_t w;
     do
         w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
@@ -611,7 +598,6 @@ ssize_t pt_sendq_writev(pt_conn_t *c, const struct iovec *iov, int n, size_t tot
             p += iov[i].iov_len;
         }
         b->len += (uint32_t) total;
-        pt_sendq_stats.staged++;
         mark_dirty(b);
         return (ssize_t) total;
     }

@@ -49,10 +49,4 @@ int     pt_sendq_sync(pt_conn_t *c);
 int     pt_sendq_close(pt_conn_t *c);
 int     pt_sendq_shutdown_wr(pt_conn_t *c);
 
-/* Counters for tests and the bench profile. */
-typedef struct {
-    unsigned long staged, direct, submits, sqes, completions, errors;
-} pt_sendq_stats_t;
-extern pt_sendq_stats_t pt_sendq_stats;
-
 #endif

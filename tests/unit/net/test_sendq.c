@@ -45,6 +45,23 @@ static void turn(void)
     (void) pt_loop_once(0);
 }
 
+/* turns the loop while reading the peer, until EOF or buf is full */
+static size_t read_until_eof(int peer, char *buf, size_t cap, int *eof)
+{
+    size_t got = 0;
+    for (int i = 0; i < 200 && !*eof && got < cap; i++) {
+        turn();
+        ssize_t n = read(peer, buf + got, cap - got);
+        if (n > 0)
+            got += (size_t) n;
+        else if (n == 0)
+            *eof = 1;
+        else
+            (void) poll(&(struct pollfd) { peer, POLLIN, 0 }, 1, 10);
+    }
+    return got;
+}
+
 static int writes_seen;
 static void on_write(pt_event_t *ev)
 {
@@ -154,18 +171,8 @@ static void test_close_with_staged_bytes(void)
     pt_conn_close(c);
     ok(c->destroyed, "record released at once");
     char buf[64];
-    size_t got = 0;
     int eof = 0;
-    for (int i = 0; i < 200 && !eof; i++) {
-        turn();
-        ssize_t n = read(peer, buf + got, sizeof(buf) - got);
-        if (n > 0)
-            got += (size_t) n;
-        else if (n == 0)
-            eof = 1;
-        else
-            (void) poll(&(struct pollfd) { peer, POLLIN, 0 }, 1, 10);
-    }
+    size_t got = read_until_eof(peer, buf, sizeof(buf), &eof);
     ok(got == 10 && memcmp(buf, "last words", 10) == 0, "the bytes arrived");
     ok(eof, "then the fd was closed");
     close(peer);
@@ -178,18 +185,8 @@ static void test_shutdown_after_staged(void)
     is_int(c->send(c, "bye", 3), 3, "staged");
     is_int(pt_conn_shutdown_wr(c), 0, "shutdown queued behind it");
     char buf[16];
-    size_t got = 0;
     int eof = 0;
-    for (int i = 0; i < 200 && !eof; i++) {
-        turn();
-        ssize_t n = read(peer, buf + got, sizeof(buf) - got);
-        if (n > 0)
-            got += (size_t) n;
-        else if (n == 0)
-            eof = 1;
-        else
-            (void) poll(&(struct pollfd) { peer, POLLIN, 0 }, 1, 10);
-    }
+    size_t got = read_until_eof(peer, buf, sizeof(buf), &eof);
     ok(got == 3 && memcmp(buf, "bye", 3) == 0 && eof, "data, then FIN");
     /* the connection still reads (lingering close) */
     is_int((int) write(peer, "z", 1), 1, "peer writes after our FIN");
