@@ -25,7 +25,6 @@
 #include "../http/proxy_protocol.h"
 #include "../http/request.h"
 #include "../http/variables.h"
-#include "../net/sendq.h"
 #include "acme.h"
 
 /* Forward-secret AEAD suites only (TLS 1.2; TLS 1.3 suites are all AEAD).
@@ -1254,10 +1253,9 @@ static long bio_read_cb(BIO *b, int oper, const char *argp, size_t len, int argi
     return ret;
 }
 
-/* The write BIO: what OpenSSL writes goes through the connection's
- * batched sends (src/net/sendq.c), so the records of one loop iteration
- * leave in one io_uring_enter() with everything else; when batching is off
- * or a write is large, it is a plain send(). */
+/* The write BIO: what OpenSSL writes goes through pt_conn_send(), so with
+ * batched sends (src/net/sendq.c) the records of one loop iteration leave in
+ * one io_uring_enter() with everything else. */
 static BIO_METHOD *conn_bio_method;
 
 static int conn_bio_write(BIO *b, const char *data, size_t len, size_t *written)
@@ -1268,18 +1266,7 @@ static int conn_bio_write(BIO *b, const char *data, size_t len, size_t *written)
     *written = 0;
     if (len == 0)
         return 1;
-    ssize_t n = PT_SENDQ_DIRECT;
-    if (pt_sendq_enabled()) {
-        struct iovec v = { (void *) data, len };
-        n = pt_sendq_writev(c, &v, 1, len);
-    }
-    if (n == PT_SENDQ_DIRECT) {
-        do
-            n = send(c->io.fd, data, len, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            n = PT_IO_AGAIN;
-    }
+    ssize_t n = pt_conn_send(c, data, len);   /* staged, or a plain send() */
     if (n == PT_IO_AGAIN) {
         BIO_set_retry_write(b);
         return 0;
