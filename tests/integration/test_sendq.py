@@ -170,7 +170,7 @@ def test_responses_leave_through_io_uring_when_on(portico, tmp_path, mode):
     p = portico("""
         %s
         http { access_log off; server { listen 127.0.0.1:@PORT@; root %s; } }""" % (EVENTS[mode], d))
-    worker = p.workers()[0]
+    worker = p.wait_workers(1)[0]     # the worker may still be starting
     s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
 
     def load():
